@@ -1,0 +1,26 @@
+"""Packaging for seatrial: reads settings.ini, the one place nbdev and pip agree on."""
+from configparser import ConfigParser
+
+import setuptools
+
+cfg = ConfigParser(delimiters=["="])
+cfg.read("settings.ini", encoding="utf-8")
+cfg = cfg["DEFAULT"]
+
+setuptools.setup(
+    name=cfg["lib_name"],
+    version=cfg["version"],
+    description=cfg["description"],
+    author=cfg["author"],
+    author_email=cfg["author_email"],
+    license="Apache-2.0",
+    python_requires=">=" + cfg["min_python"],
+    package_dir={"": "src"},
+    packages=setuptools.find_packages("src"),
+    include_package_data=True,
+    package_data={"seatrial": ["pipeline/*.ipynb", "data/*"]},
+    install_requires=cfg["requirements"].split(),
+    extras_require={"dev": cfg["dev_requirements"].split()},
+    entry_points={"console_scripts": cfg["console_scripts"].split()},
+    zip_safe=False,
+)
