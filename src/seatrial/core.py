@@ -12,7 +12,8 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 # %% auto #0
 __all__ = ['SeatrialError', 'hash_path', 'hash_text', 'hash_json', 'atomic_path', 'write_json', 'read_json']

@@ -70,9 +70,13 @@ class Tracker:
         else:
             self.experiment_id = exp.experiment_id
 
-    def start_pipeline(self, run_name: str, tags: dict[str, str]) -> str:
-        "Open the parent run of a pipeline run; returns its MLflow run id."
-        git = git_state(self.root)
+    def start_pipeline(self,
+                       run_name: str,          # the pipeline run's id
+                       tags: dict[str, str],   # extra tags
+                       code_dir: str | os.PathLike | None = None,  # where the stage code lives (its git commit is recorded)
+                      ) -> str:  # the parent run's MLflow id
+        "Open the parent run of a pipeline run."
+        git = git_state(code_dir or self.root)
         tags = {"mlflow.runName": run_name, "mlflow.source.type": "JOB", **tags}
         if git: tags |= {"mlflow.source.git.commit": git["commit"], "seatrial.git_dirty": git["dirty"]}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name)
@@ -128,6 +132,11 @@ def log_stage(
             ms.append(Metric("checks_passed", float(all(ch["passed"] for ch in manifest["checks"])), 0, 0))
     c.log_batch(rid, metrics=ms, params=ps, tags=ts)
     if manifest:
+        for i, trial in enumerate(manifest.get("trials", [])):   # a search: one grandchild run per trial
+            t = c.create_run(tracker.experiment_id, run_name=f"{stage}-trial-{i}", tags={"mlflow.parentRunId": rid})
+            c.log_batch(t.info.run_id, params=[Param(k, _param_value(v)) for k, v in trial["params"].items()],
+                        metrics=[Metric(k, float(v), 0, 0) for k, v in trial["metrics"].items()])
+            c.set_terminated(t.info.run_id)
         c.log_dict(rid, manifest, "manifest.json")
         if manifest.get("checks"): c.log_dict(rid, manifest["checks"], "checks.json")
     if notebook is not None and notebook.exists():

@@ -1,0 +1,136 @@
+"""seatrial.features: registry, fleet feature signs, dry-dock reset, weather join, split errors."""
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from seatrial.features import (
+    FEATURES,
+    MissingColumnError,
+    OutsideGridWarning,
+    SplitError,
+    UnknownFeatureError,
+    compute_features,
+    feature_set,
+    join_grid,
+    register_feature,
+    split_by_time,
+)
+
+
+def test_registry_lookup_and_errors():
+    assert FEATURES["stw_cubed"].needs == ("stw_kn",)
+    with pytest.raises(UnknownFeatureError, match="known features: .*stw_cubed"):
+        FEATURES["stw_squared"]
+    with pytest.raises(MissingColumnError, match="'admiralty' needs column.*design_draught_m"):
+        compute_features(pd.DataFrame({"stw_kn": [1.0], "draught_m": [1.0]}), ["admiralty"])
+    assert feature_set(["stw_cubed", "head_wind_ms"]) == [
+        {"name": "stw_cubed", "version": 1, "needs": ["stw_kn"]},
+        {"name": "head_wind_ms", "version": 1, "needs": ["wind_u", "wind_v", "heading_deg"]},
+    ]
+
+
+def test_register_feature_returns_function_and_chains():
+    @register_feature(name="_t_sq", version=3, needs=("stw_cubed",))
+    def sq(df):
+        return df["stw_cubed"] * 2
+
+    try:
+        out = compute_features(pd.DataFrame({"stw_kn": [2.0]}), ["stw_cubed", "_t_sq"])
+        assert out["_t_sq"].tolist() == [16.0]
+        assert sq(pd.DataFrame({"stw_cubed": [1.0]})).tolist() == [2.0]
+    finally:
+        del FEATURES["_t_sq"]
+
+
+@pytest.mark.parametrize(("u", "v", "heading", "expected"), [
+    (0.0, -10.0, 0.0, 10.0),     # air going south, ship going north: full head wind
+    (0.0, -10.0, 180.0, -10.0),  # same wind, ship going south: tail wind
+    (-10.0, 0.0, 90.0, 10.0),    # air going west, ship going east
+    (10.0, 0.0, 0.0, 0.0),       # cross wind
+    (-5.0, -5.0, 45.0, 50 ** 0.5),  # from the north-east, ship heading north-east
+])
+def test_head_wind_sign(u, v, heading, expected):
+    df = pd.DataFrame({"wind_u": [u], "wind_v": [v], "heading_deg": [heading]})
+    assert compute_features(df, ["head_wind_ms"])["head_wind_ms"].iloc[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_head_current_in_knots():
+    df = pd.DataFrame({"current_u": [1852 / 3600], "current_v": [0.0], "heading_deg": [270.0]})
+    assert compute_features(df, ["head_current_kn"])["head_current_kn"].iloc[0] == pytest.approx(1.0)
+
+
+def test_days_since_drydock_resets_at_drydock():
+    times = pd.date_range("2024-02-25", "2024-03-05", freq="D", tz="UTC")
+    df = pd.DataFrame({"time": times, "drydocks": "2024-03-01;2023-01-01"})
+    other = pd.DataFrame({"time": times[:2], "drydocks": ["2024-02-20"] * 2})
+    days = compute_features(pd.concat([df, other], ignore_index=True), ["days_since_drydock"])["days_since_drydock"]
+    expected_before = [(t - pd.Timestamp("2023-01-01", tz="UTC")).days for t in times[:5]]
+    assert days.tolist() == [*expected_before, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert np.isnan(compute_features(df.assign(drydocks="2030-01-01"), ["days_since_drydock"])["days_since_drydock"]).all()
+
+
+def _grid():
+    times = pd.date_range("2025-01-01", periods=5, freq="3h")
+    lats, lons = np.arange(50.0, 54.0), np.arange(0.0, 5.0)
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(len(times), len(lats), len(lons))).astype("float32")
+    return xr.Dataset({"a": (("time", "lat", "lon"), data), "b": (("time", "lat", "lon"), data * 2)},
+                      coords={"time": times, "lat": lats, "lon": lons})
+
+
+def test_join_grid_exact_at_nodes_and_linear_midpoints():
+    ds = _grid()
+    a = ds["a"].to_numpy().astype(float)
+    t = ds["time"].to_numpy()
+    pts = pd.DataFrame({
+        "time": pd.to_datetime([t[1], t[2], t[1] + (t[2] - t[1]) / 2, t[3]], utc=True),
+        "lat": [51.0, 53.0, 51.0, 51.5],
+        "lon": [2.0, 0.0, 3.0, 3.5],
+    })
+    out = join_grid(pts, ds, ["a", "b"])
+    assert out["a"].iloc[0] == a[1, 1, 2]
+    assert out["a"].iloc[1] == a[2, 3, 0]
+    assert out["a"].iloc[2] == pytest.approx((a[1, 1, 3] + a[2, 1, 3]) / 2, abs=1e-12)
+    assert out["a"].iloc[3] == pytest.approx(a[3, 1:3, 3:5].mean(), abs=1e-12)
+    np.testing.assert_allclose(out["b"], 2 * out["a"], atol=1e-6)
+    peer = ds.interp(time=xr.DataArray(pts["time"].dt.tz_convert(None).to_numpy().astype(ds.time.dtype), dims="points"),
+                     lat=xr.DataArray(pts["lat"].to_numpy(), dims="points"),
+                     lon=xr.DataArray(pts["lon"].to_numpy(), dims="points"))
+    np.testing.assert_allclose(out["a"], peer["a"], atol=1e-6)
+
+
+def test_join_grid_outside_is_nan_with_count():
+    ds = _grid()
+    pts = pd.DataFrame({"time": pd.to_datetime(["2025-01-01 01:00", "2025-01-05 00:00", "2025-01-01 01:00"], utc=True),
+                        "lat": [51.0, 51.0, 60.0], "lon": [1.0, 1.0, 1.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = join_grid(pts, ds, ["a"])
+    assert [w.category for w in caught] == [OutsideGridWarning]
+    assert "2 of 3 rows" in str(caught[0].message)
+    assert out["a"].isna().tolist() == [False, True, True]
+    with pytest.raises(Exception, match="all 2 rows are outside the grid"):
+        join_grid(pts.iloc[1:], ds, ["a"])
+
+
+def test_split_errors_and_fractions():
+    df = pd.DataFrame({"time": pd.date_range("2025-01-01", periods=20, freq="h", tz="UTC")})
+    assert (split_by_time(df, "time", cutoff="2025-01-01 15:00") == "test").sum() == 5
+    assert (split_by_time(df, "time", test_fraction=0.25) == "test").sum() == 5
+    with pytest.raises(SplitError, match=r"test set empty .*2025-01-01 00:00:00\+00:00 \.\. 2025-01-01 19:00:00\+00:00"):
+        split_by_time(df, "time", cutoff="2025-06-01")
+    with pytest.raises(SplitError, match="train set empty"):
+        split_by_time(df, "time", cutoff="2024-06-01")
+    with pytest.raises(SplitError, match="exactly one"):
+        split_by_time(df, "time")
+    with pytest.raises(SplitError, match="needs a time column"):
+        split_by_time(df, None, cutoff="2025-01-01")
+    with pytest.raises(SplitError, match="between 0 and 1"):
+        split_by_time(df, None, test_fraction=1.5)
+    rnd = split_by_time(df, None, test_fraction=0.25, seed=3)
+    assert (rnd == "test").sum() == 5
+    assert rnd.equals(split_by_time(df, None, test_fraction=0.25, seed=3))
+    assert not rnd.equals(split_by_time(df, None, test_fraction=0.25, seed=4))
