@@ -144,7 +144,7 @@ def execute_stage(
     import papermill as pm
     report.parent.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    partial = report.with_name(f".{report.name}.partial")
+    partial = report.with_name(f".{report.stem}.partial.ipynb")
     km = pool.take()
     pool.prestart()
     try:

@@ -5,11 +5,15 @@
 # %% ../../nbs/15_tracking.ipynb #c002
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,12 @@ def environment() -> dict[str, str]:
     return env
 
 # %% ../../nbs/15_tracking.ipynb #c011
+def _quiet_mlflow() -> None:
+    "Keep MLflow's housekeeping (schema migrations, source guessing) out of what users read."
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+
 class Tracker:
     "Records pipeline runs in MLflow (one experiment)."
     def __init__(self,
@@ -59,6 +69,7 @@ class Tracker:
                 ):
         import mlflow
         from mlflow.tracking import MlflowClient
+        _quiet_mlflow()
         self.root, self.uri = Path(root).resolve(), tracking_uri(root)
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
@@ -160,6 +171,8 @@ def log_model(
     from mlflow.models import infer_signature
     booster = lgb.Booster(model_file=str(model_file))
     example = example[booster.feature_name()]
+    # MLflow's advice: integer inputs become doubles in the schema, so a missing value at serving time is not a schema error
+    example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
     signature = infer_signature(example, booster.predict(example))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example)
@@ -173,7 +186,8 @@ def register_candidate(
 ) -> str:  # the new version number
     "Register a model version as a candidate awaiting review."
     import mlflow
-    mv = mlflow.register_model(model_uri, name, tags={"seatrial.status": "pending_review", **tags})
+    with contextlib.redirect_stderr(io.StringIO()):   # register_model prints its progress; the runner reports instead
+        mv = mlflow.register_model(model_uri, name, tags={"seatrial.status": "pending_review", **tags})
     tracker.client.set_registered_model_alias(name, "candidate", mv.version)
     return str(mv.version)
 

