@@ -1,5 +1,6 @@
 """Packaging for seatrial: reads settings.ini, the one place nbdev and pip agree on."""
 from configparser import ConfigParser
+from pathlib import Path
 
 import setuptools
 
@@ -18,7 +19,7 @@ setuptools.setup(
     package_dir={"": "src"},
     packages=setuptools.find_packages("src"),
     include_package_data=True,
-    package_data={"seatrial": ["pipeline/*.ipynb", "data/*"]},
+    data_files=[("share/seatrial/pipeline", [str(p) for p in sorted(Path("nbs/pipeline").glob("[0-9][0-9]_*.ipynb"))])],
     install_requires=cfg["requirements"].split(),
     extras_require={"dev": cfg["dev_requirements"].split()},
     entry_points={"console_scripts": cfg["console_scripts"].split()},

@@ -47,7 +47,7 @@ def make_tracks(n: int, seed: int = 1) -> pd.DataFrame:
     start = pd.Timestamp("2025-01-01", tz="UTC")
     step = np.arange(per_vessel)
     frames = []
-    for v in range(n_vessels):
+    for _ in range(n_vessels):
         heading = np.cumsum(rng.normal(0, 0.05, per_vessel)) + rng.uniform(0, 2 * np.pi)
         dist = 12 / 60 / 4  # 12 kn for 15 min, in degrees (1 deg ~ 60 nm)
         lat = 5 + np.cumsum(dist * np.cos(heading)) + rng.uniform(0, 60)

@@ -74,7 +74,8 @@ def copy_pipeline(dst: Path) -> Path:
 def add_cell(notebook: Path, source: str, before_last: bool = True) -> None:
     "Insert a code cell into a notebook (before its last cell: the manifest and gate)."
     nb = json.loads(notebook.read_text())
-    cell = {"cell_type": "code", "metadata": {}, "source": source, "outputs": [], "execution_count": None}
+    cell = {"cell_type": "code", "id": f"added-{len(nb['cells'])}", "metadata": {}, "source": source, "outputs": [],
+            "execution_count": None}
     nb["cells"].insert(len(nb["cells"]) - 1 if before_last else len(nb["cells"]), cell)
     notebook.write_text(json.dumps(nb))
 

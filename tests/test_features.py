@@ -22,9 +22,9 @@ from seatrial.features import (
 
 def test_registry_lookup_and_errors():
     assert FEATURES["stw_cubed"].needs == ("stw_kn",)
-    with pytest.raises(UnknownFeatureError, match="known features: .*stw_cubed"):
+    with pytest.raises(UnknownFeatureError, match=r"known features: .*stw_cubed"):
         FEATURES["stw_squared"]
-    with pytest.raises(MissingColumnError, match="'admiralty' needs column.*design_draught_m"):
+    with pytest.raises(MissingColumnError, match=r"'admiralty' needs column.*design_draught_m"):
         compute_features(pd.DataFrame({"stw_kn": [1.0], "draught_m": [1.0]}), ["admiralty"])
     assert feature_set(["stw_cubed", "head_wind_ms"]) == [
         {"name": "stw_cubed", "version": 1, "needs": ["stw_kn"]},

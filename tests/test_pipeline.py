@@ -109,7 +109,8 @@ def test_changed_parameter_reruns_from_that_stage(quakes_run):
 
 
 @pytest.mark.parametrize("param, message", [
-    ("x=1;import os #=1", "not a valid parameter name"),
+    ("x;import os #=1", "not a valid parameter name"),
+    ("train.x;import os #=1", "not a valid parameter name"),
     ("train.seed=abc", "parameter 'seed' must be int"),
     ("nosuch=1", "no stage declares ['nosuch']"),
     ("train.config=x", "set by the runner"),

@@ -13,12 +13,10 @@ from pathlib import Path
 from .core import SeatrialError, read_json
 
 # %% auto #0
-__all__ = ['DEMO_DIR', 'PIPELINE_DIR', 'cmd_run', 'cmd_demo', 'cmd_generate', 'cmd_runs', 'cmd_show', 'cmd_stages', 'parser',
-           'main']
+__all__ = ['DEMO_DIR', 'cmd_run', 'cmd_demo', 'cmd_generate', 'cmd_runs', 'cmd_show', 'cmd_stages', 'parser', 'main']
 
 # %% ../../nbs/90_cli.ipynb #c005
 DEMO_DIR = Path("data/demo")
-PIPELINE_DIR = Path("nbs/pipeline")
 
 def _stage_params(items: list[str]) -> dict[str, dict]:
     from seatrial.stage import parse_assignment
@@ -30,9 +28,9 @@ def _stage_params(items: list[str]) -> dict[str, dict]:
     return out
 
 def _run_options(args, config: Path):
-    from seatrial.runner import RunOptions
+    from seatrial.runner import RunOptions, default_pipeline
     root = Path(args.root)
-    return RunOptions(root=root, config=config, pipeline=Path(args.pipeline or root / PIPELINE_DIR),
+    return RunOptions(root=root, config=config, pipeline=Path(args.pipeline) if args.pipeline else default_pipeline(root),
                       params=_stage_params(args.param), force=args.force, from_stage=args.from_stage,
                       cell_timeout=args.cell_timeout, progress=not args.quiet)
 
@@ -106,9 +104,9 @@ def cmd_show(args) -> int:
 
 def cmd_stages(args) -> int:
     "List the pipeline's stages and the parameters each declares."
-    from seatrial.runner import discover_stages
+    from seatrial.runner import default_pipeline, discover_stages
     from seatrial.stage import declared_parameters
-    for s in discover_stages(Path(args.pipeline or Path(args.root) / PIPELINE_DIR)):
+    for s in discover_stages(Path(args.pipeline) if args.pipeline else default_pipeline(args.root)):
         print(f"{s.label}")
         for p in declared_parameters(s.notebook).values():
             print(f"    {p.name}: {p.type} = {p.default!r}  # {p.help}")
@@ -118,7 +116,7 @@ def cmd_stages(args) -> int:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--param", action="append", default=[], metavar="[STAGE.]NAME=VALUE",
                    help="a stage parameter; without STAGE, every stage that declares NAME gets it")
-    p.add_argument("--pipeline", help="folder of stage notebooks (default: nbs/pipeline)")
+    p.add_argument("--pipeline", help="folder of stage notebooks (default: the project's nbs/pipeline, else seatrial's own)")
     p.add_argument("--force", action="store_true", help="re-run every stage, even unchanged ones")
     p.add_argument("--from", dest="from_stage", metavar="STAGE", help="re-run this stage and every stage after it")
     p.add_argument("--cell-timeout", type=float, default=1800, metavar="S", help="seconds one cell may run (default 1800)")

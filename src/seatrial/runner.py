@@ -5,6 +5,8 @@
 # %% ../../nbs/17_runner.ipynb #c002
 from __future__ import annotations
 
+import keyword
+import logging
 import os
 import re
 import secrets
@@ -24,8 +26,8 @@ from .core import SeatrialError, atomic_path, hash_json, hash_path, read_json, w
 from .stage import MANIFEST, ManifestError, check_parameters, declared_parameters, read_manifest
 
 # %% auto #0
-__all__ = ['RUNTIME_PARAMS', 'PipelineError', 'Stage', 'discover_stages', 'code_digest', 'library_digest', 'DigestCache',
-           'StageFailedError', 'KernelPool', 'execute_stage', 'RunOptions', 'RunResult', 'new_run_id',
+__all__ = ['RUNTIME_PARAMS', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest', 'library_digest',
+           'DigestCache', 'StageFailedError', 'KernelPool', 'execute_stage', 'RunOptions', 'RunResult', 'new_run_id',
            'stage_parameters', 'config_inputs', 'stage_key', 'StageCache', 'run_pipeline']
 
 # %% ../../nbs/17_runner.ipynb #c005
@@ -56,7 +58,17 @@ def discover_stages(
     if len(set(names)) != len(names): raise PipelineError(f"{folder}: two stages share a name: {names}")
     return stages
 
-# %% ../../nbs/17_runner.ipynb #c008
+# %% ../../nbs/17_runner.ipynb #c007
+def default_pipeline(
+    root: str | os.PathLike,  # the project folder
+) -> Path:  # its nbs/pipeline if it has one, else seatrial's own stages
+    "The stage notebooks a project runs by default."
+    for candidate in (Path(root) / "nbs" / "pipeline", Path(seatrial.__file__).resolve().parents[2] / "nbs" / "pipeline",
+                      Path(sys.prefix) / "share" / "seatrial" / "pipeline"):
+        if candidate.is_dir(): return candidate
+    raise PipelineError(f"{root} has no nbs/pipeline folder and seatrial's own stage notebooks are not installed; pass --pipeline")
+
+# %% ../../nbs/17_runner.ipynb #c011
 def code_digest(notebook: Path) -> str:
     "Hash of a notebook's code cells only."
     nb = read_json(notebook)
@@ -88,7 +100,7 @@ class DigestCache:
 
     def save(self) -> None: write_json(self.path, self.known)
 
-# %% ../../nbs/17_runner.ipynb #c011
+# %% ../../nbs/17_runner.ipynb #c014
 class StageFailedError(SeatrialError):
     "A stage notebook raised, timed out, lost its kernel, or ended without its manifest."
     def __init__(self, stage: str, notebook: Path | None, detail: str, cell: int | None = None):
@@ -104,9 +116,12 @@ class KernelPool:
         self._sockets = Path(tempfile.mkdtemp(prefix="seatrial-kernels-"))
 
     def _start(self):
-        from jupyter_client.manager import KernelManager
-        km = KernelManager(kernel_name=self.kernel_name, transport="ipc", ip=str(self._sockets / secrets.token_hex(4)))
-        km.start_kernel(cwd=str(self.cwd))
+        # An *async* manager: nbclient then polls with async clients, so its cell timeout can fire (a blocking
+        # client waits on the kernel's output forever and a hung cell would hang the run).
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=str(self._sockets / secrets.token_hex(4)))
+        run_sync(km.start_kernel)(cwd=str(self.cwd))
         return km
 
     def take(self):
@@ -119,16 +134,21 @@ class KernelPool:
         if self._next is None: self._next = self._start()
 
     def close(self) -> None:
-        if self._next is not None: self._next.shutdown_kernel(now=True); self._next = None
+        if self._next is not None: _shutdown(self._next); self._next = None
         shutil.rmtree(self._sockets, ignore_errors=True)
 
-def _failed_cell(exc) -> tuple[int | None, str]:
+def _shutdown(km) -> None:
+    from jupyter_core.utils import run_sync
+    run_sync(km.shutdown_kernel)(now=True)
+
+def _failed_cell(exc, cell_timeout: float) -> tuple[int | None, str]:
     from papermill.exceptions import PapermillExecutionError
     if isinstance(exc, PapermillExecutionError):
         return exc.exec_count, f"{exc.ename}: {exc.evalue}"
     name = type(exc).__name__
     if name == "DeadKernelError": return None, "the kernel died (out of memory, or the process was killed)"
-    if name == "CellTimeoutError": return None, f"a cell ran past the time limit ({exc})"
+    if name == "CellTimeoutError":
+        return None, f"a cell ran past the time limit of {cell_timeout:g} s (set another with --cell-timeout)"
     return None, f"{name}: {exc}"
 
 def execute_stage(
@@ -142,6 +162,7 @@ def execute_stage(
 ) -> dict:  # the stage's manifest
     "Run one stage notebook with papermill; raise `StageFailedError` unless it completed."
     import papermill as pm
+    logging.getLogger("papermill").setLevel(logging.ERROR)   # its per-cell chatter; failures are reported by us
     report.parent.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = report.with_name(f".{report.stem}.partial.ipynb")
@@ -152,18 +173,18 @@ def execute_stage(
                             language="python", cwd=stage.notebook.parent, execution_timeout=cell_timeout,
                             progress_bar={"desc": f"  {stage.name}", "leave": False} if progress else False)
     except Exception as exc:
-        cell, detail = _failed_cell(exc)
+        cell, detail = _failed_cell(exc, cell_timeout)
         kept = report if partial.exists() else None
         if kept: os.replace(partial, report)
         raise StageFailedError(stage.name, kept, detail, cell) from None
     finally:
-        km.shutdown_kernel(now=True)
+        _shutdown(km)
     os.replace(partial, report)
     if not (out_dir / MANIFEST).exists():
         raise StageFailedError(stage.name, report, "it ended without writing its manifest (sys.exit, or its last cells did not run)")
     return read_manifest(out_dir / MANIFEST)
 
-# %% ../../nbs/17_runner.ipynb #c015
+# %% ../../nbs/17_runner.ipynb #c018
 RUNTIME_PARAMS = ("run_id", "run_dir", "out_dir", "upstream", "config", "champion_model")
 
 @dataclass
@@ -193,12 +214,15 @@ def new_run_id(name: str) -> str:
     "A sortable, unique run id: dataset name, UTC time, random suffix."
     return f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
-# %% ../../nbs/17_runner.ipynb #c017
+# %% ../../nbs/17_runner.ipynb #c020
 def stage_parameters(
     stages: list[Stage],
     given: dict[str, dict[str, Any]],  # stage name or "*" -> values
 ) -> dict[str, dict[str, Any]]:  # stage name -> validated user parameters
     "Route and check user parameters for every stage before anything runs."
+    from seatrial.stage import ParameterError
+    bad = [n for values in given.values() for n in values if not (n.isidentifier() and not keyword.iskeyword(n))]
+    if bad: raise ParameterError(f"{bad[0]!r} is not a valid parameter name (a parameter is a Python identifier)")
     names = {s.name for s in stages}
     unknown = set(given) - names - {"*"}
     if unknown: raise PipelineError(f"no stage named {sorted(unknown)}; the stages are: {', '.join(s.name for s in stages)}")
@@ -211,11 +235,10 @@ def stage_parameters(
         out[s.name] = check_parameters(s.name, declared[s.name], mine)
     unused = [k for k in given.get("*", {}) if not any(k in d for d in declared.values())]
     if unused:
-        from seatrial.stage import ParameterError
         raise ParameterError(f"no stage declares {unused}; see `seatrial stages` for each stage's parameters")
     return out
 
-# %% ../../nbs/17_runner.ipynb #c020
+# %% ../../nbs/17_runner.ipynb #c023
 def config_inputs(config: Path, digests: DigestCache) -> dict[str, dict]:
     "The dataset config and every data file it names, with content digests."
     from seatrial.dataset import load_config
@@ -250,7 +273,7 @@ class StageCache:
         self.entries[key] = {"manifest": str(manifest_path), "run": run_id}
         write_json(self.path, self.entries)
 
-# %% ../../nbs/17_runner.ipynb #c022
+# %% ../../nbs/17_runner.ipynb #c025
 def _resolve_champion(tracker_box: dict, model_name: str, dst: Path) -> str:
     from seatrial.tracking import champion_model
     found = champion_model(tracker_box["tracker"], model_name, dst)
@@ -371,7 +394,7 @@ def run_pipeline(
         pool.close()
         bg.shutdown(wait=True)
 
-# %% ../../nbs/17_runner.ipynb #c024
+# %% ../../nbs/17_runner.ipynb #c027
 def _drain(jobs: list[Future], quiet: bool = False) -> None:
     for j in jobs:
         try: j.result()

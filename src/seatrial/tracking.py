@@ -166,16 +166,21 @@ def log_model(
     example,                  # pd.DataFrame: a few input rows, with the model's feature columns
 ) -> str:  # the logged model's URI
     "Log a LightGBM model with signature and input example."
-    import lightgbm as lgb
     import mlflow
     from mlflow.models import infer_signature
-    booster = lgb.Booster(model_file=str(model_file))
+    from seatrial.train import load_booster, predict_lightgbm
+    booster = load_booster(model_file)
     example = example[booster.feature_name()]
     # MLflow's advice: integer inputs become doubles in the schema, so a missing value at serving time is not a schema error
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    signature = infer_signature(example, booster.predict(example))
+    signature = infer_signature(example, predict_lightgbm(booster, example))   # categoricals stay text in the signature
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example)
+        # No replay of the example through the flavour's generic predict: it cannot map text categoricals
+        # (vessel_type) to LightGBM's categories. seatrial predicts through `train.predict_lightgbm`.
+        # Requirements are stated, not inferred: inference replays the example in a subprocess (seconds, same problem).
+        reqs = [f"{p}=={metadata.version(p)}" for p in ("lightgbm", "pandas", "numpy", "scikit-learn")]
+        info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
+                                         validate_serving_input=False, pip_requirements=reqs)
     return info.model_uri
 
 def register_candidate(

@@ -19,8 +19,8 @@ from .dataset import TASKS
 
 # %% auto #0
 __all__ = ['TrainError', 'model_frame', 'fit_baseline', 'predict_baseline', 'train_lightgbm', 'booster_categorical',
-           'predict_lightgbm', 'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm', 'best_trial',
-           'save_booster', 'load_booster']
+           'predict_lightgbm', 'choose_objective', 'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm',
+           'best_trial', 'save_booster', 'load_booster']
 
 # %% ../../nbs/12_train.ipynb #c005
 class TrainError(SeatrialError):
@@ -153,6 +153,19 @@ def predict_lightgbm(
     return booster.predict(model_frame(df, booster.feature_name(), booster_categorical(booster)))
 
 # %% ../../nbs/12_train.ipynb #c018
+def choose_objective(
+    y,                        # the training target
+    task: str,                # "regression" or "classification"
+    objective: str = "auto",  # "auto", or a LightGBM objective to use as is
+) -> str:  # the LightGBM objective
+    "The LightGBM objective for a target: gamma for a strictly positive regression target when `auto`."
+    _check_task(task)
+    if objective != "auto": return objective
+    if task == "classification": return "binary"
+    y = np.asarray(y, dtype=float)
+    return "gamma" if len(y) and np.nanmin(y) > 0 else "regression"
+
+# %% ../../nbs/12_train.ipynb #c021
 def rmse_score(y, pred) -> float:
     "Root mean squared error."
     return float(np.sqrt(np.mean((np.asarray(y, dtype=float) - np.asarray(pred, dtype=float)) ** 2)))
@@ -201,7 +214,7 @@ def best_trial(trials: Sequence[dict]) -> dict:
     if not finite: raise TrainError("no trial of the search produced a finite validation metric")
     return min(finite, key=lambda t: t["value"])
 
-# %% ../../nbs/12_train.ipynb #c023
+# %% ../../nbs/12_train.ipynb #c026
 def save_booster(
     booster,                         # lightgbm.Booster
     path: str | Path,                # target file, e.g. model.txt

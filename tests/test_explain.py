@@ -1,0 +1,159 @@
+"""seatrial.explain: additivity, agreement with shap.TreeExplainer, every row keyed by row_id, tampering detected."""
+from __future__ import annotations
+
+import json
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from seatrial.explain import (
+    AdditivityError,
+    ExplainError,
+    ShapResult,
+    assert_additive,
+    compute_shap,
+    global_importance,
+    plot_dependence,
+    plot_importance,
+    write_shap,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    n = 3000
+    X = pd.DataFrame({"stw_kn": rng.uniform(2, 16, n), "draught_m": rng.uniform(8, 13, n),
+                      "hs_m": rng.gamma(2, 0.8, n), "heading_deg": rng.uniform(0, 360, n)})
+    X.loc[rng.choice(n, 50, replace=False), "hs_m"] = np.nan  # missing values take LightGBM's default branch
+    y = 0.012 * X.stw_kn**3 * (X.draught_m / 11) ** (2 / 3) * (1 + 0.05 * X.hs_m.fillna(1)) + rng.normal(0, 1, n)
+    row_id = np.arange(n) * 3 + 11  # stable ids that are not positions
+    return X.set_axis(row_id), y.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def booster(data):
+    X, y = data
+    params = {"objective": "regression", "num_leaves": 31, "verbose": -1, "num_threads": 1}
+    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=60)
+
+
+def test_additivity_holds(data, booster):
+    X, _ = data
+    res = compute_shap(booster, X, chunk_rows=1000)
+    total = res.values.sum(axis=1).to_numpy() + res.base_value
+    assert np.abs(total - booster.predict(X, raw_score=True)).max() < 1e-9
+    assert np.abs(res.pred - booster.predict(X)).max() < 1e-9
+    assert res.output == "raw" and res.features == list(X.columns)
+
+
+def test_values_equal_shap_tree_explainer(data, booster):
+    shap = pytest.importorskip("shap")
+    X, _ = data
+    res = compute_shap(booster, X)
+    ex = shap.TreeExplainer(booster)
+    ref = ex.shap_values(X)
+    assert ref.shape == res.values.shape
+    assert np.abs(ref - res.values.to_numpy()).max() < 1e-6
+    assert abs(float(np.ravel(ex.expected_value)[0]) - res.base_value) < 1e-6
+
+
+def test_chunking_does_not_change_values(data, booster):
+    X, _ = data
+    one = compute_shap(booster, X)
+    many = compute_shap(booster, X, chunk_rows=701, num_threads=1)  # chunk size that does not divide n
+    assert np.array_equal(one.values.to_numpy(), many.values.to_numpy())
+
+
+def test_every_row_written_keyed_by_row_id(data, booster, tmp_path):
+    X, _ = data
+    res = compute_shap(booster, X.assign(split="test"))  # extra columns are ignored
+    path = write_shap(res, X.index, tmp_path / "shap.parquet")
+    back = pd.read_parquet(path)
+    assert len(back) == len(X) and back.row_id.tolist() == X.index.tolist()
+    assert list(back.columns) == ["row_id", *[f"shap_{c}" for c in X.columns], "base_value", "pred"]
+    row = back.set_index("row_id").loc[X.index[123]]
+    assert row.filter(like="shap_").sum() + row.base_value == pytest.approx(row.pred, abs=1e-9)
+    assert [p.name for p in tmp_path.iterdir()] == ["shap.parquet"]  # no temporary left behind
+
+
+def test_write_shap_refuses_bad_row_ids(data, booster, tmp_path):
+    X, _ = data
+    res = compute_shap(booster, X.head(20))
+    with pytest.raises(ExplainError, match="19 row ids for 20 rows"):
+        write_shap(res, X.index[:19], tmp_path / "shap.parquet")
+    with pytest.raises(ExplainError, match="not unique"):
+        write_shap(res, [1] * 20, tmp_path / "shap.parquet")
+    assert not (tmp_path / "shap.parquet").exists()
+
+
+def test_additivity_error_when_raw_prediction_is_tampered(data, booster):
+    X, _ = data
+    contrib = booster.predict(X, pred_contrib=True)
+    raw = booster.predict(X, raw_score=True)
+    assert assert_additive(contrib[:, :-1], contrib[:, -1], raw, index=X.index) < 1e-9
+    tampered = raw.copy()
+    tampered[42] += 0.01
+    with pytest.raises(AdditivityError, match=rf"row {X.index[42]} \(position 42\)") as e:
+        assert_additive(contrib[:, :-1], contrib[:, -1], tampered, index=X.index)
+    assert "difference 0.01" in str(e.value)
+    nudged = raw + 1e-9  # float noise far below the tolerance is accepted
+    assert assert_additive(contrib[:, :-1], contrib[:, -1], nudged) < 1e-8
+
+
+def test_compute_shap_runs_the_additivity_check(data, booster, monkeypatch):
+    """compute_shap compares against the booster's raw prediction: a booster that lies about it is caught."""
+    X, _ = data
+
+    class Lying:
+        def __init__(self, b): self.b, self.params = b, b.params
+        def num_model_per_iteration(self): return 1
+        def feature_name(self): return self.b.feature_name()
+        def predict(self, X, raw_score=False, **kw):
+            out = self.b.predict(X, raw_score=raw_score, **kw)
+            return out + 0.5 if raw_score else out
+
+    with pytest.raises(AdditivityError, match="do not add up"):
+        compute_shap(Lying(booster), X)
+    assert compute_shap(Lying(booster), X, check_additivity=False).values.shape == (len(X), 4)
+
+
+def test_binary_values_are_log_odds(data):
+    X, y = data
+    clf = lgb.train({"objective": "binary", "num_leaves": 7, "verbose": -1, "num_threads": 1},
+                    lgb.Dataset(X, (y > np.median(y)).astype(int)), num_boost_round=30)
+    res = compute_shap(clf, X)
+    assert res.output == "log-odds"
+    assert np.allclose(1 / (1 + np.exp(-res.pred)), clf.predict(X))
+
+
+def test_refusals(data, booster):
+    X, y = data
+    with pytest.raises(ExplainError, match=r"\['hs_m'\]"):
+        compute_shap(booster, X.drop(columns="hs_m"))
+    multi = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+                      lgb.Dataset(X, np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))), num_boost_round=2)
+    with pytest.raises(ExplainError, match="multiclass"):
+        compute_shap(multi, X)
+
+
+def test_importance_and_plots(data, booster):
+    import matplotlib
+    matplotlib.use("Agg")
+    X, _ = data
+    res = compute_shap(booster, X)
+    imp = global_importance(res)
+    assert imp.feature[0] == "stw_kn"
+    assert imp.mean_abs_shap.is_monotonic_decreasing
+    assert imp.mean_abs_shap[0] == pytest.approx(res.values.shap_stw_kn.abs().mean())
+    json.dumps(imp.to_dict("records"))
+    assert len(plot_importance(res, top=2).axes[0].patches) == 2
+    ax = plot_dependence(res, X, "stw_kn", max_scatter=100).axes[0]
+    assert ax.collections and type(ax.collections[0]).__name__ == "PolyCollection"  # hexbin, not points
+    ax = plot_dependence(res, X.head(3000), "stw_kn").axes[0]
+    assert type(ax.collections[0]).__name__ == "PathCollection"  # few rows: a scatter
+    with pytest.raises(ExplainError, match="'sog_kn' is not a model feature"):
+        plot_dependence(res, X, "sog_kn")
+    assert isinstance(res, ShapResult)
