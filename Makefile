@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # The small sample every stage notebook defaults to (so a bare papermill or JupyterLab run works).
 $(SAMPLE): $(STAMP)
-	$(VENV)/bin/seatrial generate data/sample --rows 4000 --seed 7
+	$(VENV)/bin/seatrial generate data/sample --rows 40000 --seed 0
 
 sample: $(SAMPLE)
 

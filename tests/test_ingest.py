@@ -240,3 +240,25 @@ max = 10
     assert raw["long"].max() > 180  # 0..360 longitudes are accepted
     check_rejected_fraction(res.report, cfg.ingest.max_rejected_fraction)
     assert hash_path(p) == before
+
+
+def test_ingest_catches_the_demo_fleets_faults(tmp_path):
+    "Every injected fault kind is caught; a speed in m/s only where it can be told apart (at sea)."
+    from seatrial.fleet import generate_demo
+    from seatrial.ingest import ingest_dataset
+    paths = generate_demo(tmp_path, n_rows=30_000, seed=3)
+    raw = hash_path(paths["telemetry"])
+    result = ingest_dataset(load_config(paths["config"]))
+    faults = pd.read_parquet(paths["faults"])
+    telemetry = pd.read_parquet(paths["telemetry"])
+    caught = faults.assign(caught=faults.row_id.isin(result.quarantine.row_id))
+    share = caught.groupby("kind").caught.mean()
+    for kind in ("duplicate", "position_on_land", "position_out_of_range"):
+        assert share[kind] == 1.0, (kind, share[kind])
+    assert share["spike"] > 0.85 and share["frozen"] > 0.75 and share["dropout"] > 0.75
+    ms = caught[caught.kind == "speed_in_ms"]
+    at_sea = telemetry.sog_kn.to_numpy()[ms.row_id] > 1
+    assert at_sea.sum() > 0 and ms.caught[at_sea].mean() > 0.85
+    false_alarms = set(result.quarantine.row_id) - set(faults.row_id)
+    assert len(false_alarms) < 0.001 * len(telemetry)
+    assert hash_path(paths["telemetry"]) == raw

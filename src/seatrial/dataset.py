@@ -106,6 +106,7 @@ class IngestSpec:
     "Ingest gate and options."
     max_rejected_fraction: float = 0.05
     reject_on_land: bool = False
+    track_speed: str | None = None
 
 # %% ../../nbs/01_dataset.ipynb #c009
 @dataclass(frozen=True)
@@ -337,12 +338,14 @@ def load_config(
     if bs: bs.done()
     checks = _read_checks_section(top.sub("checks"))
     ins = top.sub("ingest")
-    ingest = IngestSpec(ins.get("max_rejected_fraction", "num", 0.05), ins.get("reject_on_land", "bool", False)) \
-        if ins else IngestSpec()
+    ingest = IngestSpec(ins.get("max_rejected_fraction", "num", 0.05), ins.get("reject_on_land", "bool", False),
+                        ins.get("track_speed", "str", None)) if ins else IngestSpec()
     if ins:
         ins.done()
         if not 0 <= ingest.max_rejected_fraction <= 1:
             raise ins.error("max_rejected_fraction", f"is {ingest.max_rejected_fraction}; expected a share in [0, 1]")
+        if ingest.track_speed and not (table.time and table.entity and table.lat and table.lon):
+            raise ins.error("track_speed", "needs [table] time, entity, lat and lon to follow each entity's track")
     top.done()
     cfg = DatasetConfig(name, task, root, table, columns, entities, grid, derived, split, regimes, baseline,
                         checks, ingest)

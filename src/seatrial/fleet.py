@@ -762,6 +762,7 @@ max_regime_loss_vs_baseline = 0.10
 [ingest]
 max_rejected_fraction = 0.05
 reject_on_land = true
+track_speed = "sog_kn"
 '''
 
 def write_dataset_config(

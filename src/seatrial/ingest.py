@@ -206,7 +206,24 @@ def _check_land(rej: _Rejects, config: DatasetConfig, lat: np.ndarray, lon: np.n
         land[ok] = globe.is_land(lat[ok], (lon[ok] + 180) % 360 - 180)
     rej.add(f"{config.table.lat}/{config.table.lon}", "land", land, "position on land")
 
-# %% ../../nbs/10_ingest.ipynb #c022
+# %% ../../nbs/10_ingest.ipynb #c023
+_EARTH_RADIUS_NM = 3440.065
+
+def _track_speed_mismatch(lat: np.ndarray, lon: np.ndarray, t_ns: np.ndarray, speed: np.ndarray,
+                          group_start: np.ndarray) -> np.ndarray:
+    "For rows in sequence order: mask of reported speeds (knots) that disagree with the track on both sides."
+    la, lo = np.radians(lat), np.radians(lon)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.sin(np.diff(la) / 2) ** 2 + np.cos(la[:-1]) * np.cos(la[1:]) * np.sin(np.diff(lo) / 2) ** 2
+        seg = 2 * _EARTH_RADIUS_NM * np.arcsin(np.sqrt(np.clip(a, 0, 1))) / (np.diff(t_ns) / 3.6e12)
+    seg[group_start[1:]] = np.nan        # no segment between two entities
+    before = np.r_[np.nan, seg]; after = np.r_[seg, np.nan]
+    def off(implied):
+        with np.errstate(invalid="ignore"):
+            return np.abs(speed - implied) > np.maximum(2.0, 0.25 * implied)
+    return off(before) & off(after)
+
+# %% ../../nbs/10_ingest.ipynb #c025
 def validate_table(
     df: pd.DataFrame,  # the table as read by `read_table` (with row_id)
     config: DatasetConfig,  # which columns mean what, and their checks
@@ -271,9 +288,16 @@ def validate_table(
             if s.max_step:
                 m = np.zeros(n, bool); m[order[_spikes(vals.astype("float64"), start, s.max_step)]] = True
                 rej.add(c, "spike", m, f"differs by more than max_step {_fmt(s.max_step)} from both neighbours")
+    if config.ingest.track_speed and time is not None:
+        c = config.ingest.track_speed
+        order, start = _sequence_order(df, config, time, usable)
+        sp = (typed[c] if c in typed else pd.to_numeric(df[c], errors="coerce")).to_numpy("float64", na_value=np.nan)
+        bad = _track_speed_mismatch(lat[order], lon[order], time.to_numpy("datetime64[ns]").view("int64")[order], sp[order], start)
+        m = np.zeros(n, bool); m[order[bad]] = True
+        rej.add(c, "track_speed", m, "disagrees with the speed implied by the positions before and after (wrong unit, or a bad fix)")
     return _split(df, typed, rej, config)
 
-# %% ../../nbs/10_ingest.ipynb #c024
+# %% ../../nbs/10_ingest.ipynb #c027
 def _split(df: pd.DataFrame, typed: dict, rej: _Rejects, config: DatasetConfig) -> IngestResult:
     bad = rej.bad()
     quarantine = df[bad].copy()
@@ -294,7 +318,7 @@ def _split(df: pd.DataFrame, typed: dict, rej: _Rejects, config: DatasetConfig) 
     }
     return IngestResult(clean.reset_index(drop=True), quarantine.reset_index(drop=True), report)
 
-# %% ../../nbs/10_ingest.ipynb #c028
+# %% ../../nbs/10_ingest.ipynb #c031
 def check_rejected_fraction(
     report: dict,  # the `report` of an `IngestResult`
     max_fraction: float,  # e.g. config.ingest.max_rejected_fraction
@@ -309,7 +333,7 @@ def check_rejected_fraction(
         f"[ingest] max_rejected_fraction = {max_fraction:.1%}. Worst columns: {worst}. Read the reasons in "
         "quarantine.parquet, then fix the data or the column checks, or raise the limit if this is expected.")
 
-# %% ../../nbs/10_ingest.ipynb #c031
+# %% ../../nbs/10_ingest.ipynb #c034
 def _to_parquet(df: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         try: df.to_parquet(tmp, index=False)
@@ -332,7 +356,7 @@ def write_ingest_outputs(
     write_json(paths["report"], result.report)
     return paths
 
-# %% ../../nbs/10_ingest.ipynb #c034
+# %% ../../nbs/10_ingest.ipynb #c037
 def ingest_dataset(
     config: DatasetConfig,  # from `load_config`
 ) -> IngestResult:  # report includes "inputs": {name: {path, digest}}
