@@ -2,7 +2,8 @@
 
 For a demo fleet of N rows, in one benchmark run:
   A. in-process: each stage notebook's code cells executed with `exec` in one long-lived Python process, with the
-     same parameters the runner would inject (no kernels, no papermill, no MLflow, no HTML, no hashing);
+     same parameters the runner would inject, figures rendered to PNG as in a notebook (no kernels, no papermill,
+     no MLflow, no HTML, no hashing);
   B. the real thing: `seatrial run` in a fresh project folder (a new process, papermill kernels, executed notebooks
      and HTML in reports/, manifests and hashes, MLflow on a fresh SQLite store, the model registered);
   C. the same `seatrial run` again, with nothing changed (every stage reused).
@@ -13,6 +14,7 @@ Overhead of a stage = its time in B minus its time in A. Prints a table and the 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -47,8 +49,10 @@ def in_process(config: Path, run_dir: Path) -> dict[str, float]:
             t0 = time.perf_counter()
             for c in cells[1:]:
                 exec(compile("".join(c["source"]), f"{stage.label}", "exec"), ns)
+                for num in plt.get_fignums():   # as the notebook does: every figure rendered to PNG
+                    plt.figure(num).savefig(io.BytesIO(), format="png", bbox_inches="tight")
+                plt.close("all")
             seconds[stage.name] = time.perf_counter() - t0
-            plt.close("all")
     finally:
         os.chdir(cwd)
     return seconds

@@ -41,3 +41,9 @@ def test_demo_fleet_end_to_end_then_against_a_champion(tmp_path):
     assert "champion_pred" in preds and (preds.pred - preds.champion_pred).abs().max() < 1e-9
     assert client.get_model_version_by_alias("fleet", "candidate").version == "2"
     assert client.get_model_version_by_alias("fleet", "champion").version == "1"
+
+    # nothing changed, champion included: every stage reused, and no stray MLflow run left open
+    third = run_seatrial(root, "demo", "--rows", ROWS, "-q")
+    assert third.returncode == 0 and third.stdout.strip() == run2, third.stderr
+    exp = client.get_experiment_by_name("fleet")
+    assert not client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ from .stage import MANIFEST, ManifestError, check_parameters, declared_parameter
 
 # %% auto #0
 __all__ = ['RUNTIME_PARAMS', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest', 'library_digest',
-           'DigestCache', 'StageFailedError', 'KernelPool', 'execute_stage', 'RunOptions', 'RunResult', 'new_run_id',
-           'stage_parameters', 'config_inputs', 'stage_key', 'StageCache', 'run_pipeline']
+           'DigestCache', 'StageFailedError', 'warm_imports', 'KernelPool', 'execute_stage', 'RunOptions', 'RunResult',
+           'new_run_id', 'stage_parameters', 'config_inputs', 'stage_key', 'StageCache', 'run_pipeline']
 
 # %% ../../nbs/17_runner.ipynb #c005
 class PipelineError(SeatrialError):
@@ -109,10 +110,34 @@ class StageFailedError(SeatrialError):
         kept = f"\n  the executed notebook is kept at {notebook}" if notebook else ""
         super().__init__(f"stage '{stage}' failed{where}: {detail}{kept}")
 
+def warm_imports(notebook: Path) -> str:
+    "The top-level import lines of a notebook's code cells (what a kernel can do before the stage starts)."
+    lines = [ln for c in read_json(notebook)["cells"] if c["cell_type"] == "code"
+             for ln in ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).splitlines()
+             if re.match(r"(import |from \S+ import )", ln) and not ln.startswith("from __future__")]
+    return "\n".join(lines)
+
+def _warm(km, code: str) -> None:
+    # Its own blocking client, on this thread: the runner's async client stays untouched. Silent, so the
+    # notebook's execution counts start at 1. A failing import is left for the notebook to report at its cell.
+    from jupyter_client import BlockingKernelClient
+    kc = BlockingKernelClient()
+    kc.load_connection_info(km.get_connection_info())
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        msg_id = kc.execute(code, silent=True, store_history=False)
+        while kc.get_shell_msg(timeout=300)["parent_header"].get("msg_id") != msg_id: pass
+    except Exception:
+        pass
+    finally:
+        kc.stop_channels()
+
 class KernelPool:
-    "Starts each stage's kernel ahead of time, one at a time, in the stages' folder."
+    """Starts each stage's kernel ahead of time, in the stages' folder, and runs the stage's imports in it while the
+    previous stage works: a fresh kernel per stage, without paying its start-up and imports on the critical path."""
     def __init__(self, cwd: Path, kernel_name: str = "python3"):
-        self.cwd, self.kernel_name, self._next = cwd, kernel_name, None
+        self.cwd, self.kernel_name, self._next, self._warming = cwd, kernel_name, None, None
         self._sockets = Path(tempfile.mkdtemp(prefix="seatrial-kernels-"))
 
     def _start(self):
@@ -125,15 +150,21 @@ class KernelPool:
         return km
 
     def take(self):
-        "A started kernel manager (the pre-started one if any)."
+        "A started kernel manager (the pre-started one if any, once its imports are done)."
+        if self._warming is not None: self._warming.join(); self._warming = None
         km, self._next = self._next or self._start(), None
         return km
 
-    def prestart(self) -> None:
-        "Start the next kernel now, so it boots while the current stage works."
-        if self._next is None: self._next = self._start()
+    def prestart(self, stage: Stage | None) -> None:
+        "Start the kernel for `stage` now and run its imports, so both happen while the current stage works."
+        if self._next is not None or stage is None: return
+        self._next = self._start()
+        if code := warm_imports(stage.notebook):
+            self._warming = threading.Thread(target=_warm, args=(self._next, code), daemon=True)
+            self._warming.start()
 
     def close(self) -> None:
+        if self._warming is not None: self._warming.join(); self._warming = None
         if self._next is not None: _shutdown(self._next); self._next = None
         shutil.rmtree(self._sockets, ignore_errors=True)
 
@@ -159,6 +190,7 @@ def execute_stage(
     pool: KernelPool,
     cell_timeout: float = 1800,   # seconds one cell may run
     progress: bool = True,        # show a cell progress bar
+    next_stage: Stage | None = None,  # the stage after this one, whose kernel to start meanwhile
 ) -> dict:  # the stage's manifest
     "Run one stage notebook with papermill; raise `StageFailedError` unless it completed."
     import papermill as pm
@@ -167,7 +199,7 @@ def execute_stage(
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = report.with_name(f".{report.stem}.partial.ipynb")
     km = pool.take()
-    pool.prestart()
+    pool.prestart(next_stage)
     try:
         pm.execute_notebook(stage.notebook, partial, parameters=params, km=km, kernel_name=pool.kernel_name,
                             language="python", cwd=stage.notebook.parent, execution_timeout=cell_timeout,
@@ -274,10 +306,10 @@ class StageCache:
         write_json(self.path, self.entries)
 
 # %% ../../nbs/17_runner.ipynb #c025
-def _resolve_champion(tracker_box: dict, model_name: str, dst: Path) -> str:
+def _resolve_champion(tracker: Callable, model_name: str, dst: Path) -> tuple[str, str]:
     from seatrial.tracking import champion_model
-    found = champion_model(tracker_box["tracker"], model_name, dst)
-    return "" if found is None else str(found[1])
+    found = champion_model(tracker(), model_name, dst)
+    return ("", "") if found is None else (found[0], str(found[1]))
 
 def _render_html(notebook: Path) -> None:
     from nbconvert import HTMLExporter
@@ -313,11 +345,15 @@ def run_pipeline(
     jobs: list[Future] = []
     started = time.time()
 
-    def ensure_tracking():
+    def tracker():
         if "tracker" not in box:
             from seatrial.tracking import Tracker
             box["tracker"] = Tracker(root, cfg.name)
-            box["parent"] = box["tracker"].start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
+        return box["tracker"]
+
+    def ensure_tracking():   # the parent run exists only once a stage really runs
+        if "parent" not in box:
+            box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
                                                           code_dir=opts.pipeline)
 
     def write_record(status: str):
@@ -334,10 +370,12 @@ def run_pipeline(
             runtime = {"run_id": run_id, "run_dir": str(run_dir), "out_dir": str(run_dir / stage.name),
                        "upstream": {s: str(Path(m["_path"])) for s, m in manifests.items()}, "config": str(config)}
             if "champion_model" in decl:
-                bg.submit(ensure_tracking).result()
-                runtime["champion_model"] = bg.submit(_resolve_champion, box, cfg.name, run_dir / "champion").result()
-            key_params = params | {k: v for k, v in runtime.items() if k == "champion_model"}
-            key = stage_key(stage, key_params, inputs, library)
+                version, runtime["champion_model"] = bg.submit(_resolve_champion, tracker, cfg.name,
+                                                               state / "champions" / cfg.name).result()
+                params_for_key = params | {"champion_version": version}
+            else:
+                params_for_key = params
+            key = stage_key(stage, params_for_key, inputs, library)
             hit = None if forced else cache.lookup(key)
             t0 = time.time()
             if hit:
@@ -350,6 +388,7 @@ def run_pipeline(
                 continue
             if not box.get("started"):   # first stage that really runs: this is a new run
                 box["started"] = True
+                jobs.append(bg.submit(ensure_tracking))   # a fresh MLflow store takes seconds to create: start now
                 run_dir.mkdir(parents=True, exist_ok=True)
                 for r in records:       # stages reused so far are part of this run too
                     jobs.append(bg.submit(_log_cached, box, ensure_tracking, r, manifests))
@@ -358,7 +397,8 @@ def run_pipeline(
             injected = params | {k: v for k, v in runtime.items() if k in decl}
             report = report_dir / f"{stage.label}.ipynb"
             try:
-                manifest = execute_stage(stage, injected, report, run_dir / stage.name, pool, opts.cell_timeout, opts.progress)
+                manifest = execute_stage(stage, injected, report, run_dir / stage.name, pool, opts.cell_timeout, opts.progress,
+                                         stages[i] if i < len(stages) else None)
             except StageFailedError as err:
                 records.append({"stage": stage.name, "status": "failed", "seconds": round(time.time() - t0, 2), "key": key,
                                 "notebook": str(err.notebook) if err.notebook else None, "error": err.detail, "cell": err.cell})

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .core import SeatrialError
+from .core import SeatrialError, atomic_path
 
 # %% auto #0
 __all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'Tracker', 'log_stage', 'log_model', 'register_candidate',
@@ -199,12 +199,16 @@ def register_candidate(
 def champion_model(
     tracker: Tracker,
     name: str,                # registered model name
-    dst: Path,                # where to download it
+    dst: Path,                # a folder of downloaded models: each version lands in dst/<version> once
 ) -> tuple[str, Path] | None:  # (version, folder holding model.lgb), or None without a champion
-    "Download the current champion, if there is one."
+    "The current champion, downloaded once per version, if there is one."
     import mlflow
     from mlflow.exceptions import MlflowException
     try: mv = tracker.client.get_model_version_by_alias(name, "champion")
     except MlflowException: return None
-    path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}@champion", dst_path=str(dst))
-    return str(mv.version), Path(path)
+    folder = Path(dst) / str(mv.version)
+    if not (folder / "MLmodel").exists():
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
+    return str(mv.version), folder
