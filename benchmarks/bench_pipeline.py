@@ -6,7 +6,9 @@ For a demo fleet of N rows, in one benchmark run:
      no MLflow, no HTML, no hashing);
   B. the real thing: `seatrial run` in a fresh project folder (a new process, papermill kernels, executed notebooks
      and HTML in reports/, manifests and hashes, MLflow on a fresh SQLite store, the model registered);
-  C. the same `seatrial run` again, with nothing changed (every stage reused).
+  C. the same `seatrial run` again, with nothing changed (every stage reused);
+  and the peer, plain papermill: each stage through the `papermill` command, one process per stage (no MLflow, no
+  HTML, no caching: it does less than B).
 Overhead of a stage = its time in B minus its time in A. Prints a table and the ratio.
 
     python benchmarks/bench_pipeline.py --rows 200000 1000000
@@ -58,6 +60,21 @@ def in_process(config: Path, run_dir: Path) -> dict[str, float]:
     return seconds
 
 
+def papermill_cli(config: Path, run_dir: Path) -> dict[str, float]:
+    "The peer: each stage through the plain `papermill` command, one process per stage; seconds per stage."
+    from seatrial.runner import discover_stages
+    papermill = Path(sys.executable).parent / "papermill"
+    seconds = {}
+    for stage in discover_stages(PIPELINE):
+        args = [str(papermill), str(stage.notebook), str(run_dir / f"{stage.label}.ipynb"), "--cwd", str(PIPELINE),
+                "-p", "config", str(config), "-p", "run_dir", str(run_dir), "-p", "out_dir", str(run_dir / stage.name)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True)
+        seconds[stage.name] = time.perf_counter() - t0
+        if proc.returncode: sys.exit(f"papermill failed on {stage.label}:\n{proc.stderr[-2000:]}")
+    return seconds
+
+
 def through_runner(root: Path, config: Path) -> tuple[float, dict[str, float], str]:
     "`seatrial run` as a user runs it; (wall seconds, seconds per stage, run id)."
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -78,6 +95,7 @@ def bench(rows: int, work: Path) -> dict:
     config = generate_demo(data, n_rows=rows, seed=0)["config"]
     gen = time.perf_counter() - t0
     a = in_process(config, work / f"inproc-{rows}")
+    pm = papermill_cli(config, work / f"papermill-{rows}")
     wall, b, run_id = through_runner(work / f"project-{rows}", config)
     t0 = time.perf_counter()
     through = subprocess.run([str(SEATRIAL), "--root", str(work / f"project-{rows}"), "run", "--config", str(config),
@@ -87,16 +105,17 @@ def bench(rows: int, work: Path) -> dict:
     over = {s: b[s] - a[s] for s in a}
     total_a = sum(a.values())
     print(f"\n## {rows:,} telemetry rows (generated in {gen:.1f} s)\n")
-    print("| stage | in one process (s) | seatrial run (s) | overhead (s) |")
-    print("|---|---:|---:|---:|")
-    for s in a: print(f"| {s} | {a[s]:.1f} | {b[s]:.1f} | {over[s]:+.2f} |")
-    print(f"| **all stages** | {total_a:.1f} | {sum(b.values()):.1f} | {sum(over.values()):+.2f} |")
+    print("| stage | in one process (s) | papermill CLI per stage (s) | its overhead (s) | seatrial run (s) | its overhead (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for s in a: print(f"| {s} | {a[s]:.1f} | {pm[s]:.1f} | {pm[s] - a[s]:+.2f} | {b[s]:.1f} | {over[s]:+.2f} |")
+    print(f"| **all stages** | {total_a:.1f} | {sum(pm.values()):.1f} | {sum(pm.values()) - total_a:+.2f} | "
+          f"{sum(b.values()):.1f} | {sum(over.values()):+.2f} |")
     print(f"\n`seatrial run` end to end (new process, MLflow store created, model registered): {wall:.1f} s; "
           f"in-process stages: {total_a:.1f} s; ratio {wall / total_a:.2f}x")
     print(f"overhead per stage, median: {statistics.median(over.values()):.2f} s; "
           f"whole run vs in-process: {(wall - total_a):.1f} s = {(wall - total_a) / wall:.1%} of the run")
     print(f"no-op re-run (every stage reused), end to end: {noop:.2f} s")
-    return {"rows": rows, "in_process": a, "runner": b, "wall": wall, "noop": noop}
+    return {"rows": rows, "in_process": a, "papermill_cli": pm, "runner": b, "wall": wall, "noop": noop}
 
 
 if __name__ == "__main__":

@@ -171,3 +171,26 @@ def test_dead_kernel_fails_the_stage(quakes_project):
     proc = _broken_run(root, config, "01_ingest.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     assert proc.returncode == 1
     assert "stage 'ingest' failed" in proc.stderr and "kernel died" in proc.stderr
+
+
+def test_model_reused_from_a_failed_run_is_registered_once(quakes_project):
+    root, config = quakes_project
+    proc = _broken_run(root, config, "04_evaluate.ipynb", "raise RuntimeError('checks crashed')")
+    assert proc.returncode == 1 and "stage 'evaluate' failed" in proc.stderr
+    client = mlflow_client(root)
+    assert not client.search_model_versions("name = 'quakes'")            # a failed run registers nothing
+
+    fixed = run_seatrial(root, "run", "--config", str(config), "-q")        # evaluate fixed; training reused
+    assert fixed.returncode == 0, fixed.stderr
+    record = read_json(root / "runs" / fixed.stdout.strip() / "run.json")
+    assert [s["status"] for s in record["stages"]][:3] == ["cached"] * 3
+    mv = client.get_model_version_by_alias("quakes", "candidate")
+    assert str(mv.version) == str(record["model_version"]) == "1"
+    model_run = client.get_run(mv.run_id)
+    assert model_run.data.tags["seatrial.stage"] == "train" and "seatrial.cached_from" in model_run.data.tags
+    assert model_run.data.tags["mlflow.parentRunId"] == record["mlflow_run_id"]
+
+    again = run_seatrial(root, "run", "--config", str(config), "--from", "evaluate", "-q")   # same model once more
+    assert again.returncode == 0, again.stderr
+    assert [str(v.version) for v in client.search_model_versions("name = 'quakes'")] == ["1"]
+    assert read_json(root / "runs" / again.stdout.strip() / "run.json")["model_version"] == "1"

@@ -423,8 +423,10 @@ def run_pipeline(
         _drain(jobs)
         box["tracker"].end_run(box["parent"])
         write_record("finished")
-        say(f"run {run_id} finished in {time.time() - started:.1f} s" +
-            (f"; model version {box['version']} awaits review" if box.get("version") else ""))
+        if box.get("reused_version"): outcome = f"; the model is unchanged: version {box['version']}"
+        elif box.get("version"): outcome = f"; model version {box['version']} awaits review"
+        else: outcome = ""
+        say(f"run {run_id} finished in {time.time() - started:.1f} s{outcome}")
         return RunResult(run_id, "finished", records, box.get("parent"), box.get("version"))
     except BaseException:
         _drain(jobs, quiet=True)
@@ -449,16 +451,20 @@ def _public(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if not k.startswith("_")}
 
 def _log_done(box, ensure_tracking, stage, params, manifest, report, inputs):
-    from seatrial.tracking import log_model, log_stage
+    from seatrial.tracking import log_stage
     _render_html(report)
     ensure_tracking()
-    rid = log_stage(box["tracker"], box["parent"], stage, params, _public(manifest), report, inputs)
-    if manifest.get("model"):
-        import pandas as pd
-        out = manifest["outputs"]
-        example = pd.read_parquet(out[manifest["model"]["example"]]["path"])
-        box["model_uri"] = log_model(box["tracker"], rid, Path(out[manifest["model"]["output"]]["path"]), example)
-        box["model_run"] = rid
+    box.setdefault("stage_runs", {})[stage] = log_stage(box["tracker"], box["parent"], stage, params, _public(manifest),
+                                                        report, inputs)
+    if manifest.get("model"): _log_trained_model(box, stage, manifest)
+
+def _log_trained_model(box, stage, manifest):
+    import pandas as pd
+    from seatrial.tracking import log_model
+    out = manifest["outputs"]
+    example = pd.read_parquet(out[manifest["model"]["example"]]["path"])
+    box["model_run"] = box["stage_runs"][stage]
+    box["model_uri"] = log_model(box["tracker"], box["model_run"], Path(out[manifest["model"]["output"]]["path"]), example)
 
 def _log_failed(box, ensure_tracking, stage, params, notebook, inputs):
     from seatrial.tracking import log_stage
@@ -470,12 +476,20 @@ def _log_cached(box, ensure_tracking, record, manifests):
     from seatrial.tracking import log_stage
     ensure_tracking()
     stage = record["stage"]
-    log_stage(box["tracker"], box["parent"], stage, {}, _public(manifests[stage]), None, {},
-              tags={"seatrial.cached_from": record["cached_from"]})
+    box.setdefault("stage_runs", {})[stage] = log_stage(box["tracker"], box["parent"], stage, {}, _public(manifests[stage]),
+                                                        None, {}, tags={"seatrial.cached_from": record["cached_from"]})
 
 def _register(box, model_name, run_id, manifests):
-    from seatrial.tracking import register_candidate
-    if "model_uri" not in box: return
+    from seatrial.tracking import register_candidate, registered_version
+    trained = next(((s, m) for s, m in manifests.items() if m.get("model")), None)
+    if trained is None: return
+    stage, manifest = trained
+    sha = manifest["outputs"][manifest["model"]["output"]]["sha256"]
+    box["version"] = registered_version(box["tracker"], model_name, sha)
+    if box["version"]:   # the very same model is registered already (its training was reused): no duplicate
+        box["reused_version"] = True
+        return
+    if "model_uri" not in box: _log_trained_model(box, stage, manifest)   # reused from a run that never registered it
     checks = [c for m in manifests.values() for c in m.get("checks", [])]
     digest = next((m["data_digest"] for m in manifests.values() if "data_digest" in m), "")
     git = box["tracker"].client.get_run(box["parent"]).data.tags.get("mlflow.source.git.commit", "")
@@ -484,4 +498,4 @@ def _register(box, model_name, run_id, manifests):
             "seatrial.checks_passed": str(all(c["passed"] for c in checks)).lower(),
             "seatrial.checks": ", ".join(f"{c['name']}={'pass' if c['passed'] else 'FAIL'}" for c in checks)[:5000],
             "seatrial.evidence": hash_json({s: {n: o["sha256"] for n, o in m["outputs"].items()} for s, m in manifests.items()})}
-    box["version"] = register_candidate(box["tracker"], box["model_uri"], model_name, tags)
+    box["version"] = register_candidate(box["tracker"], box["model_uri"], model_name, sha, tags)

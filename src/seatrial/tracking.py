@@ -22,7 +22,7 @@ from .core import SeatrialError, atomic_path
 
 # %% auto #0
 __all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'Tracker', 'log_stage', 'log_model', 'register_candidate',
-           'champion_model']
+           'registered_version', 'champion_model']
 
 # %% ../../nbs/15_tracking.ipynb #c005
 class TrackingError(SeatrialError):
@@ -187,14 +187,27 @@ def register_candidate(
     tracker: Tracker,
     model_uri: str,           # from `log_model`
     name: str,                # registered model name
+    model_sha256: str,        # digest of the model file: the version's identity (see `registered_version`)
     tags: dict[str, str],     # evidence: run ids, data digest, checks, commit
 ) -> str:  # the new version number
     "Register a model version as a candidate awaiting review."
     import mlflow
+    tags = {"seatrial.status": "pending_review", "seatrial.model_sha256": model_sha256, **tags}
     with contextlib.redirect_stderr(io.StringIO()):   # register_model prints its progress; the runner reports instead
-        mv = mlflow.register_model(model_uri, name, tags={"seatrial.status": "pending_review", **tags})
+        mv = mlflow.register_model(model_uri, name, tags=tags)
     tracker.client.set_registered_model_alias(name, "candidate", mv.version)
     return str(mv.version)
+
+def registered_version(
+    tracker: Tracker,
+    name: str,                # registered model name
+    model_sha256: str,        # digest of the model file
+) -> str | None:  # the version holding exactly this model, if one does
+    "The registered version of a model with these very bytes: a model reused from an earlier run is not registered twice."
+    from mlflow.exceptions import MlflowException
+    try: found = tracker.client.search_model_versions(f"name = '{name}' and tags.`seatrial.model_sha256` = '{model_sha256}'")
+    except MlflowException: return None
+    return str(min(int(v.version) for v in found)) if found else None
 
 def champion_model(
     tracker: Tracker,
