@@ -14,6 +14,8 @@ import platform
 import subprocess
 import sys
 import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from .core import SeatrialError, atomic_path
 
 # %% auto #0
 __all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'Tracker', 'log_stage', 'log_model', 'register_candidate',
-           'registered_version', 'champion_model']
+           'registered_version', 'champion_model', 'RegistryVersion', 'registered_models', 'model_versions',
+           'model_version', 'alias_version', 'set_alias', 'delete_alias', 'set_version_tags']
 
 # %% ../../nbs/15_tracking.ipynb #c005
 class TrackingError(SeatrialError):
@@ -71,7 +74,12 @@ class Tracker:
         from mlflow.tracking import MlflowClient
         _quiet_mlflow()
         self.root, self.uri = Path(root).resolve(), tracking_uri(root)
+        before = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.uri)
+        # MLflow also writes the URI into the environment; left there, `tracking_uri` of any other project in this
+        # process (a test session, an app reviewing two projects) would answer with this one
+        if before is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else: os.environ["MLFLOW_TRACKING_URI"] = before
         self.client = MlflowClient(self.uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
@@ -225,3 +233,107 @@ def champion_model(
             tmp.mkdir()
             mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
     return str(mv.version), folder
+
+# %% ../../nbs/15_tracking.ipynb #c019
+_MAX_TAG = 5000   # MLflow's limit on a tag value
+
+@dataclass(frozen=True)
+class RegistryVersion:
+    "One registered model version, as a reviewer sees it."
+    model: str                  # registered model name
+    version: str                # version number, as text
+    created: str                # when it was registered (UTC, ISO 8601)
+    run_id: str                 # the MLflow run that logged the model
+    tags: dict[str, str]        # version tags (seatrial.status, seatrial.run, ...)
+    aliases: tuple[str, ...]    # aliases pointing at it (champion, candidate)
+
+def _client(root: str | os.PathLike):
+    from mlflow.tracking import MlflowClient
+    _quiet_mlflow()
+    uri = tracking_uri(root)
+    # the registry of *this* project: without it MLflow would use the process-wide URI a Tracker may have set for another
+    return MlflowClient(uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+
+def _record(mv, aliases: dict[str, str]) -> RegistryVersion:
+    created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat()
+    return RegistryVersion(mv.name, str(mv.version), created, mv.run_id or "", dict(mv.tags or {}),
+                           tuple(sorted(a for a, v in aliases.items() if str(v) == str(mv.version))))
+
+def _aliases(client, model: str) -> dict[str, str] | None:
+    from mlflow.exceptions import MlflowException
+    try: return {a: str(v) for a, v in client.get_registered_model(model).aliases.items()}
+    except MlflowException: return None
+
+def registered_models(
+    root: str | os.PathLike,  # the project folder
+) -> list[str]:  # names of the registered models, sorted
+    "Every registered model in the project's registry."
+    client, names, token = _client(root), [], None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        names += [m.name for m in page]
+        token = page.token
+        if not token: return sorted(names)
+
+def model_versions(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+) -> list[RegistryVersion]:  # newest first; empty when no such model is registered
+    "All versions of a registered model, with tags, aliases and registration time."
+    client = _client(root)
+    aliases = _aliases(client, model)
+    if aliases is None: return []
+    found = client.search_model_versions(f"name = '{model}'")
+    return sorted((_record(mv, aliases) for mv in found), key=lambda r: int(r.version), reverse=True)
+
+def model_version(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    version: str,             # version number
+) -> RegistryVersion | None:  # None when the model or the version does not exist
+    "One version of a registered model, read fresh from the registry."
+    from mlflow.exceptions import MlflowException
+    client = _client(root)
+    aliases = _aliases(client, model)
+    if aliases is None or not str(version).isdigit(): return None
+    try: return _record(client.get_model_version(model, str(version)), aliases)
+    except MlflowException: return None
+
+# %% ../../nbs/15_tracking.ipynb #c020
+def alias_version(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    alias: str,               # e.g. "champion"
+) -> str | None:  # the version the alias points at, or None
+    "Where an alias of a registered model points."
+    return (_aliases(_client(root), model) or {}).get(alias)
+
+def set_alias(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    alias: str,               # e.g. "champion"
+    version: str,             # the version it should point at
+) -> None:
+    "Point an alias at a version (moving it from wherever it was)."
+    _client(root).set_registered_model_alias(model, alias, str(version))
+
+def delete_alias(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    alias: str,               # e.g. "champion"
+) -> None:
+    "Remove an alias, if it exists."
+    from mlflow.exceptions import MlflowException
+    with contextlib.suppress(MlflowException): _client(root).delete_registered_model_alias(model, alias)
+
+def set_version_tags(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    version: str,             # version number
+    tags: dict[str, str],     # tag -> value; longer values are cut to MLflow's 5000 characters, ending in "…"
+) -> None:
+    "Set tags on a model version."
+    client = _client(root)
+    for k, v in tags.items():
+        v = str(v)
+        client.set_model_version_tag(model, str(version), k, v if len(v) <= _MAX_TAG else v[:_MAX_TAG - 1] + "…")
