@@ -18,7 +18,7 @@ setuptools.setup(
     python_requires=">=" + cfg["min_python"],
     package_dir={"": "src"},
     packages=setuptools.find_packages("src"),
-    include_package_data=True,
+    package_data={"seatrial": ["data/*.json"]},
     data_files=[("share/seatrial/pipeline", [str(p) for p in sorted(Path("nbs/pipeline").glob("[0-9][0-9]_*.ipynb"))])],
     install_requires=cfg["requirements"].split(),
     extras_require={"dev": cfg["dev_requirements"].split()},
