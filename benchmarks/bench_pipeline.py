@@ -65,6 +65,7 @@ def papermill_cli(config: Path, run_dir: Path) -> dict[str, float]:
     from seatrial.runner import discover_stages
     papermill = Path(sys.executable).parent / "papermill"
     seconds = {}
+    run_dir.mkdir(parents=True)   # papermill writes into an existing folder only
     for stage in discover_stages(PIPELINE):
         args = [str(papermill), str(stage.notebook), str(run_dir / f"{stage.label}.ipynb"), "--cwd", str(PIPELINE),
                 "-p", "config", str(config), "-p", "run_dir", str(run_dir), "-p", "out_dir", str(run_dir / stage.name)]

@@ -58,11 +58,11 @@ def write_quakes(folder: Path) -> Path:
     return folder / "dataset.toml"
 
 
-def run_seatrial(root: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    "Run the real `seatrial` command in `root`, with the default local SQLite MLflow store."
+def run_seatrial(root: Path, *args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
+    "Run the real `seatrial` command in `root`, with the default local SQLite MLflow store (`input`: its stdin)."
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run([str(SEATRIAL), "--root", str(root), *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, input=input)
 
 
 def copy_pipeline(dst: Path) -> Path:
@@ -89,3 +89,25 @@ def mlflow_client(root: Path):
 def quakes_project(tmp_path) -> tuple[Path, Path]:
     "(project root, dataset config) for R's quakes data."
     return tmp_path, write_quakes(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def fleet_base(tmp_path_factory) -> Path:
+    """A project built once per test session by the real pipeline on the demo fleet, run twice: registered model
+    `fleet` with candidate versions 1 and 2 (train.valid_fraction=0.3: another model), no champion, no decision.
+    Read it, never change it: tests that decide take a `fleet_project` copy."""
+    root = tmp_path_factory.mktemp("fleet")
+    for extra in ([], ["-p", "train.valid_fraction=0.3"]):
+        proc = run_seatrial(root, "demo", "--rows", "40000", "-q", *extra, timeout=900)
+        assert proc.returncode == 0, proc.stderr
+    return root
+
+
+@pytest.fixture
+def fleet_project(fleet_base, tmp_path) -> Path:
+    """A private copy of `fleet_base`: its own MLflow store (aliases, tags) and ledger to change. Run folders and model
+    artifacts are still read from `fleet_base` (absolute paths), so a test that tampers with evidence files builds its
+    own project instead."""
+    root = tmp_path / "project"
+    shutil.copytree(fleet_base, root)
+    return root

@@ -1,29 +1,25 @@
 """The audit store on a real project: two versions of the demo fleet model, a real MLflow registry, real files."""
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_client, run_seatrial
+from conftest import mlflow_client
 
 from seatrial.audit.store import (INVERSE_LINK, AuditStore, AuditStoreError, clear_cache, find_run, load_version,
                                   open_version, run_outputs)
 from seatrial.core import SeatrialError, read_json
 from seatrial.train import load_booster, predict_lightgbm
 
-ROWS = "40000"
-
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    "A project with versions 1 (seed 0) and 2 (train.seed=1) of 'fleet', both pending review, no champion."
-    root = tmp_path_factory.mktemp("audit")
-    first = run_seatrial(root, "demo", "--rows", ROWS, "-q")
-    assert first.returncode == 0, first.stderr
-    second = run_seatrial(root, "demo", "--rows", ROWS, "-q", "-p", "train.seed=1")
-    assert second.returncode == 0, second.stderr
-    runs = {read_json(root / "runs" / r / "run.json")["model_version"]: r
-            for r in (first.stdout.strip(), second.stdout.strip())}
+def project(fleet_base, tmp_path_factory):
+    "A private copy of the session's fleet project: versions 1 and 2 of 'fleet', both pending review, no champion."
+    root = tmp_path_factory.mktemp("audit") / "project"
+    shutil.copytree(fleet_base, root)
+    runs = {read_json(p)["model_version"]: p.parent.name for p in (root / "runs").glob("*/run.json")}
     assert set(runs) == {"1", "2"}, runs
     return root, runs
 

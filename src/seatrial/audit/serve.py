@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -235,18 +236,33 @@ def _free_port(address: str) -> int:
 def _audit_app() -> Callable[[Path, Identity], Any]:
     "The default app factory, imported when serving starts (so a broken install fails then, not at the first visitor)."
     import holoviews as hv
+    import panel as pn
     from seatrial.audit.app import AuditApp
     # A notebook user runs hv.extension themselves; in a server process nobody does, and the map's options need a backend.
     hv.extension("bokeh", logo=False)
     # datashader and numba compile their pipelines on first use (seconds): pay that now, not at the first reviewer's page
     from seatrial.audit import map as audit_map, views
     audit_map.warm_up(); views.warm_up()
-    return lambda root, identity: AuditApp(root=root, identity=identity)
+
+    def app(root: Path, identity: Identity):
+        pn.extension("tabulator")   # per session: the page loads Tabulator's JS and CSS (from this server) for the tables
+        return AuditApp(root=root, identity=identity)
+    return app
 
 def _serve_locally() -> None:
     "Bokeh and Panel resources from this server, whatever BOKEH_RESOURCES says: the page must work offline."
     from bokeh.settings import settings
     if settings.resources(default="server") not in ("server", "server-dev"): settings.resources = "server"
+
+def _preload(root: Path, newest: int = 2) -> None:
+    "Load the newest candidates' data into the process cache, so their first page is quick."
+    from seatrial import review
+    from seatrial.audit.store import open_version
+    from seatrial.core import SeatrialError
+    try:
+        for c in review.candidates(root)[:newest]: open_version(root, c["model"], c["version"])
+    except SeatrialError as e:   # a broken version is reported when someone opens it; the server still starts
+        _log.warning("could not preload the review queue: %s", e)
 
 def serve_audit(
     root: str | os.PathLike,                              # the seatrial project folder
@@ -280,6 +296,8 @@ def serve_audit(
     origins = allowed_origins(address, port, allow_websocket_origin)
     _serve_locally()
     factory = app_factory or _audit_app()
+    if app_factory is None:   # the first reviewer should not wait for the newest candidates to load
+        threading.Thread(target=_preload, args=(root,), name="seatrial-preload", daemon=True).start()
 
     def session():
         return factory(root, session_identity(credentials))

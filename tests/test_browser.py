@@ -1,0 +1,161 @@
+"""The audit app in a real browser: Debian's chromium driven by Playwright, against `seatrial audit` on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from conftest import SEATRIAL, mlflow_client, run_seatrial
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("SEATRIAL_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
+SECRET = "a-test-cookie-secret-of-reasonable-length-0123456789"
+PASSWORDS = {"ana": "north-sea-trial-2026", "vic": "baltic-watch-2026"}   # a password may not contain its user's name
+SCRIPT_COMMENT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> looks fine'
+
+
+def _browser_or_skip():
+    if Path(CHROMIUM).exists():
+        return
+    msg = f"BROWSER TESTS NOT RUN: {CHROMIUM} is missing (apt-get install -y chromium)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " - under CI a missing browser is a failure")
+    warnings.warn(msg, stacklevel=2)
+    pytest.skip(msg)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def audit_server(fleet_project):
+    "`seatrial audit` with two users (an approver and a viewer), on a free loopback port."
+    _browser_or_skip()
+    root = fleet_project
+    creds = root / "users.toml"
+    for name, role in (("ana", "approver"), ("vic", "viewer")):
+        proc = run_seatrial(root, "users", "add", name, "--role", role, "--credentials", str(creds),
+                            "--password-stdin", input=PASSWORDS[name] + "\n")
+        assert proc.returncode == 0, proc.stderr
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"SEATRIAL_COOKIE_SECRET": SECRET}
+    server = subprocess.Popen([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port),
+                               "--credentials", str(creds)], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"seatrial audit exited: {server.stdout.read()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    yield root, f"http://127.0.0.1:{port}"
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture
+def browser():
+    _browser_or_skip()
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def _login(browser, url: str, user: str):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url + "/")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORDS[user])
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=signed in as")
+    return page
+
+
+def _tab(page, name: str) -> None:
+    page.locator(".bk-tab", has_text=name).first.click()
+
+
+def _regime_table(page) -> str:
+    table = page.locator(".seatrial-regimes").first
+    table.wait_for()
+    return table.inner_text()
+
+
+def test_approver_reviews_selects_on_the_map_and_approves(audit_server, browser):
+    root, url = audit_server
+    page = _login(browser, url, "ana")
+    assert page.locator("text=fleet version 2").count() >= 1          # the newest candidate is open
+    _tab(page, "Review")
+    canvas = page.locator(".map-view canvas").first
+    canvas.wait_for()
+    before = _regime_table(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "audit-review.png"), full_page=True)
+
+    box = canvas.bounding_box()   # a box selection inside the plot frame, west of mid-Atlantic (box select is the active drag)
+    page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.85, steps=10)
+    page.mouse.up()
+    deadline = time.time() + 60
+    while _regime_table(page) == before and time.time() < deadline:
+        page.wait_for_timeout(250)
+    after = _regime_table(page)
+    assert after != before and "all selected rows" in after
+
+    _tab(page, "Explanations")
+    page.locator(".explanation-view canvas").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "audit-explanations.png"), full_page=True)
+
+    _tab(page, "Decision")
+    page.fill("textarea", "Fuel error by speed band at or below the baseline everywhere; fouling trend as expected.")
+    page.get_by_role("button", name="Approve").click()
+    page.wait_for_selector("text=it is now the champion")
+    page.screenshot(path=str(ARTIFACTS / "audit-decision.png"), full_page=True)
+
+    client = mlflow_client(root)
+    assert str(client.get_model_version_by_alias("fleet", "champion").version) == "2"
+    verify = run_seatrial(root, "review", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_viewer_cannot_approve(audit_server, browser):
+    root, url = audit_server
+    page = _login(browser, url, "vic")
+    _tab(page, "Decision")
+    page.wait_for_selector("text=only approvers can decide")
+    assert page.get_by_role("button", name="Approve").count() == 0
+    client = mlflow_client(root)
+    assert not client.get_registered_model("fleet").aliases.get("champion")
+
+
+def test_a_script_in_a_comment_shows_as_text(audit_server, browser):
+    root, url = audit_server
+    page = _login(browser, url, "ana")
+    _tab(page, "Decision")
+    page.fill("textarea", SCRIPT_COMMENT)
+    page.get_by_role("button", name="Reject").click()
+    page.wait_for_selector("text=rejected")
+    _tab(page, "History")
+    page.wait_for_selector("text=looks fine")
+    assert page.locator("text=<script>window.__pwned = 1</script>").count() >= 1   # shown literally
+    assert page.evaluate("window.__pwned") is None                                   # and never run
+    version = mlflow_client(root).get_model_version("fleet", "2")
+    assert version.tags["seatrial.status"] == "rejected"
