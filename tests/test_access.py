@@ -16,6 +16,7 @@ from seatrial.access import (
     WeakPasswordError,
     add_user,
     authenticate,
+    current_identity,
     hash_password,
     local_identity,
     read_users,
@@ -184,3 +185,14 @@ def test_importing_access_does_not_import_panel():
     import sys
     code = "import sys, seatrial.access; print('panel' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_roles_are_read_again_when_it_matters(cred):
+    "A session keeps the identity it opened with; a decision asks the file again, so a demoted approver cannot decide."
+    opened = authenticate(cred, ANN, ANN_PW)
+    assert current_identity(opened, cred).can_approve
+    add_user(cred, ANN, ANN_PW, "viewer", replace=True)
+    assert opened.can_approve and not current_identity(opened, cred).can_approve
+    remove_user(cred, ANN)
+    assert current_identity(opened, cred) == Identity(ANN, frozenset())
+    assert current_identity(opened, None) is opened   # single-user mode: nobody to ask

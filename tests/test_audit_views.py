@@ -8,7 +8,7 @@ from bokeh.document import Document
 from bokeh.models import ColumnDataSource, GlyphRenderer, Image, Quad, Scatter
 
 from seatrial.audit.store import INVERSE_LINK, AuditStore, VersionData, demo_data
-from seatrial.audit.views import ExplanationView, OverviewView, esc
+from seatrial.audit.views import ExplanationView, OverviewView, inert
 
 BAD = '<script>alert("x")</script>'
 
@@ -64,7 +64,7 @@ def test_overview_table_follows_the_selection_and_colours_deltas(store):
     t = ov.table()
     for _, r in t.iterrows():                          # each level's champion delta carries its colour
         word = "better" if r.delta_vs_champion < 0 else "worse"
-        assert f'<td class="{word}"' in html.split(f"<td>{esc(r.level)}</td>", 1)[1].split("</tr>")[0]
+        assert f'<td class="{word}"' in html.split(f"<td>{inert(r.level)}</td>", 1)[1].split("</tr>")[0]
     store.clear_selection()
     assert ov.table().n.sum() == 5000
 
@@ -91,7 +91,7 @@ def test_text_from_data_is_inert():
     ov, ex = OverviewView(store=store), ExplanationView(store=store)
     html = ov.table_html() + ov.checks_html()
     assert "<script>" not in html and "<img" not in html and "<i>odd" not in html
-    assert esc(BAD) in html and "&lt;img src=x" in html and "&lt;i&gt;odd&lt;/i&gt;" in html
+    assert inert(BAD) in html and "&lt;img src=x" in html and "&lt;i&gt;odd&lt;/i&gt;" in html
     store.point = int(store.frame.row_id[store.frame.vessel_id == BAD].iloc[0])
     assert "<b>" not in ex.waterfall_pane()[0].object
     # feature and vessel names reach plots only as data (ticks, tooltips), which Bokeh draws as text

@@ -50,13 +50,16 @@ def audit_server(fleet_project):
                                "--credentials", str(creds)], cwd=root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while True:
         if server.poll() is not None:
             raise AssertionError(f"seatrial audit exited: {server.stdout.read()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
+            if time.time() > deadline:
+                server.kill()
+                raise AssertionError("seatrial audit did not listen within 120 s") from None
             time.sleep(0.3)
     yield root, f"http://127.0.0.1:{port}"
     server.terminate()
@@ -77,9 +80,12 @@ def browser():
         b.close()
 
 
-def _login(browser, url: str, user: str):
+def _login(browser, url: str, user: str, elsewhere: list | None = None):
+    "A page logged in as `user`; requests to any other place than the audit server are collected in `elsewhere`."
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(60_000)
+    if elsewhere is not None:
+        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else elsewhere.append(r.url))
     page.goto(url + "/")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORDS[user])
@@ -100,7 +106,8 @@ def _regime_table(page) -> str:
 
 def test_approver_reviews_selects_on_the_map_and_approves(audit_server, browser):
     root, url = audit_server
-    page = _login(browser, url, "ana")
+    elsewhere: list[str] = []   # the page must work offline: nothing fetched from anywhere but the audit server
+    page = _login(browser, url, "ana", elsewhere)
     assert page.locator("text=fleet version 2").count() >= 1          # the newest candidate is open
     _tab(page, "Review")
     canvas = page.locator(".map-view canvas").first
@@ -132,6 +139,7 @@ def test_approver_reviews_selects_on_the_map_and_approves(audit_server, browser)
 
     client = mlflow_client(root)
     assert str(client.get_model_version_by_alias("fleet", "champion").version) == "2"
+    assert elsewhere == []
     verify = run_seatrial(root, "review", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

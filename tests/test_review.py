@@ -391,3 +391,26 @@ def test_two_reviewers_in_processes_one_decision_takes_effect(proj):
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert client.get_model_version(MODEL, "1").tags["seatrial.decision.by"] == winner
     assert verify(proj) == []
+
+
+def test_a_registry_failure_midway_leaves_no_trace_but_the_failed_attempt(proj, monkeypatch):
+    from seatrial import tracking
+    real = tracking.set_version_tags
+
+    def flaky(root, model, version, tags):   # MLflow goes away after the alias moved and the first tags were written
+        if "seatrial.decision.by" in tags:
+            real(root, model, version, {k: v for k, v in tags.items() if k.startswith("seatrial.decision.")})
+            raise ConnectionError("MLflow server unreachable")
+        real(root, model, version, tags)
+
+    monkeypatch.setattr(tracking, "set_version_tags", flaky)
+    digest = collect_evidence(proj, MODEL, "2").digest
+    with pytest.raises(ReviewError, match="refused the update"):
+        decide(proj, MODEL, "2", "approve", "ana", APPROVER, "fits", digest)
+    monkeypatch.setattr(tracking, "set_version_tags", real)
+    tags = mlflow_client(proj).get_model_version(MODEL, "2").tags
+    assert tags["seatrial.status"] == "pending_review"
+    assert not [k for k in tags if k.startswith("seatrial.decision.")]
+    assert champion(proj, MODEL) is None
+    assert [e["outcome"] for e in history(proj, MODEL)] == ["failed"]
+    assert verify(proj) == []

@@ -9,6 +9,13 @@ from conftest import mlflow_client, run_seatrial
 PASSWORD = {"ana": "north-sea-trial-2026", "vic": "baltic-watch-2026"}
 
 
+def _evidence(root, version: str) -> str:
+    "The evidence digest `review show` prints: what a reviewer looked at."
+    shown = run_seatrial(root, "review", "show", "fleet", version)
+    assert shown.returncode == 0, shown.stderr
+    return re.search(r"^evidence ([0-9a-f]{64})$", shown.stdout, re.M).group(1)
+
+
 def _users(root):
     creds = root / "users.toml"
     for name, role in (("ana", "approver"), ("vic", "viewer")):
@@ -37,9 +44,9 @@ def test_list_show_approve_history_verify(fleet_project):
     assert "approved" in done.stdout
     assert str(mlflow_client(root).get_model_version_by_alias("fleet", "champion").version) == "2"
 
-    again = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "once more")
+    again = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "once more", "--evidence", digest)
     assert again.returncode == 1 and "already decided" in again.stderr
-    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ")
+    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", _evidence(root, "1"))
     assert empty.returncode == 1 and "comment is empty" in empty.stderr
 
     history = run_seatrial(root, "review", "history", "--model", "fleet")
@@ -50,8 +57,10 @@ def test_list_show_approve_history_verify(fleet_project):
 
 def test_verify_names_a_tampered_entry(fleet_project):
     root = fleet_project
-    assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse at sea state 4+").returncode == 0
-    assert run_seatrial(root, "review", "approve", "fleet", "2", "-m", "better everywhere").returncode == 0
+    assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse at sea state 4+",
+                        "--evidence", _evidence(root, "1")).returncode == 0
+    assert run_seatrial(root, "review", "approve", "fleet", "2", "-m", "better everywhere",
+                        "--evidence", _evidence(root, "2")).returncode == 0
     ledger = root / "ledger" / "decisions.jsonl"
     lines = ledger.read_text().splitlines()
     entry = json.loads(lines[0])
@@ -68,13 +77,16 @@ def test_verify_names_a_tampered_entry(fleet_project):
 def test_credentials_decide_who_may_approve(fleet_project):
     root = fleet_project
     creds = _users(root)
-    viewer = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--credentials", str(creds),
+    digest = _evidence(root, "2")
+    unpinned = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok")
+    assert unpinned.returncode == 2 and "--evidence" in unpinned.stderr   # a decision names what was reviewed
+    viewer = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
                           "--user", "vic", "--password-stdin", input=PASSWORD["vic"] + "\n")
     assert viewer.returncode == 1 and "approver" in viewer.stderr
-    wrong = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--credentials", str(creds),
+    wrong = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
                          "--user", "ana", "--password-stdin", input="not-her-password\n")
     assert wrong.returncode == 1 and "do not match" in wrong.stderr
-    ana = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--credentials", str(creds),
+    ana = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
                        "--user", "ana", "--password-stdin", input=PASSWORD["ana"] + "\n")
     assert ana.returncode == 0, ana.stderr
     entries = [json.loads(line) for line in (root / "ledger" / "decisions.jsonl").read_text().splitlines()]
@@ -96,7 +108,8 @@ def test_audit_refuses_logins_without_a_cookie_secret(fleet_project):
 
 def test_export_writes_one_offline_html_file(fleet_project):
     root = fleet_project
-    assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "<b>not</b> yet: hull fouling unexplained").returncode == 0
+    assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "<b>not</b> yet: hull fouling unexplained",
+                        "--evidence", _evidence(root, "1")).returncode == 0
     out = root / "audit-v1.html"
     proc = run_seatrial(root, "review", "export", "fleet", "1", "-o", str(out))
     assert proc.returncode == 0, proc.stderr

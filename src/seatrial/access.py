@@ -25,7 +25,8 @@ from .core import SeatrialError, atomic_path
 # %% auto #0
 __all__ = ['ROLES', 'MIN_PASSWORD_LENGTH', 'AccessError', 'CredentialsFileError', 'InvalidUserError', 'WeakPasswordError',
            'Identity', 'roles_for', 'hash_password', 'verify_password', 'check_name', 'check_role', 'check_password',
-           'read_users', 'add_user', 'remove_user', 'authenticate', 'local_identity', 'session_identity']
+           'read_users', 'add_user', 'remove_user', 'authenticate', 'local_identity', 'session_identity',
+           'current_identity']
 
 # %% ../../nbs/22_access.ipynb #c005
 class AccessError(SeatrialError):
@@ -293,3 +294,11 @@ def session_identity(
     if name not in users:
         raise AccessError(f"user {name!r} is no longer in {credentials}; log in again as a listed user")
     return users[name]
+
+def current_identity(
+    identity: Identity,                            # who opened the session
+    credentials: str | os.PathLike | None = None,  # the credentials file; None in single-user mode
+) -> Identity:  # the same person with the roles the file gives them now (none once removed)
+    "Roles as they stand at this moment: an approver demoted or removed while their page is open loses the right at once."
+    if credentials is None: return identity
+    return read_users(credentials).get(identity.name) or Identity(identity.name, frozenset())

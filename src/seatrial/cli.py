@@ -172,13 +172,13 @@ def cmd_review_show(args) -> int:
     return 0
 
 def _decide(args, action: str) -> int:
-    from seatrial.review import collect_evidence, decide
+    from seatrial.review import decide
     who = _identity(args)
-    digest = args.evidence or collect_evidence(args.root, args.model, args.version).digest
     entry = decide(args.root, args.model, args.version, action, actor=who.name, roles=who.roles,
-                   comment=args.message, evidence_digest=digest)
-    done = {"approve": "approved: it is now the champion", "reject": "rejected"}[action]
-    print(f"{args.model} version {args.version} {done} by {who.name} (ledger entry {entry['seq']})")
+                   comment=args.message, evidence_digest=args.evidence)
+    done = {"approve": "approved", "reject": "rejected"}[action]
+    champion = "; it is now the champion" if action == "approve" else ""
+    print(f"{args.model} version {args.version} {done} by {who.name} (ledger entry {entry['seq']}){champion}")
     return 0
 
 def cmd_review_approve(args) -> int:
@@ -193,7 +193,8 @@ def cmd_review_rollback(args) -> int:
     "Return the champion alias to the previous champion."
     from seatrial.review import rollback
     who = _identity(args)
-    entry = rollback(args.root, args.model, actor=who.name, roles=who.roles, comment=args.message)
+    entry = rollback(args.root, args.model, actor=who.name, roles=who.roles, comment=args.message,
+                     expected_champion=args.expected_champion)
     print(f"{args.model}: champion rolled back to version {entry['version']} by {who.name} (ledger entry {entry['seq']})")
     return 0
 
@@ -281,12 +282,14 @@ def add_review_commands(sub) -> None:
         p = rs.add_parser(name, help=f"{name} a version (approvers only)")
         p.add_argument("model"); p.add_argument("version")
         p.add_argument("-m", "--message", required=True, help="why (required)")
-        p.add_argument("--evidence", help="the evidence digest you reviewed (from `review show`); refused if it changed")
+        p.add_argument("--evidence", required=True, metavar="DIGEST",
+                       help="the evidence digest of what you reviewed (printed by `review show`); refused if it changed")
         _who_args(p)
         p.set_defaults(func=func)
     rb = rs.add_parser("rollback", help="return the champion to the previous one (approvers only)")
     rb.add_argument("model")
     rb.add_argument("-m", "--message", required=True, help="why (required)")
+    rb.add_argument("--expected-champion", metavar="VERSION", help="the champion you are rolling back; refused if it moved")
     _who_args(rb)
     rb.set_defaults(func=cmd_review_rollback)
     hist = rs.add_parser("history", help="decisions, newest first")

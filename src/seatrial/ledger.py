@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .core import SeatrialError, write_json
+from .core import SeatrialError, hash_json, write_json
 
 # %% auto #0
 __all__ = ['GENESIS', 'LedgerError', 'LedgerBrokenError', 'entry_hash', 'utc_now', 'chain_entry', 'verify_lines', 'Ledger']
@@ -47,8 +46,7 @@ def entry_hash(
     entry: dict,  # a ledger entry (its own "hash" field, if any, is left out)
 ) -> str:  # hex sha256 of the entry's canonical JSON
     "The hash an entry must carry."
-    body = json.dumps({k: v for k, v in entry.items() if k != "hash"}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(body.encode()).hexdigest()
+    return hash_json({k: v for k, v in entry.items() if k != "hash"})
 
 def utc_now() -> str:
     "The current UTC time, ISO 8601 with microseconds."

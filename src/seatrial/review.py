@@ -362,6 +362,7 @@ def decide(
                 if current: tracking.set_alias(root, model, "champion", current)
                 else: tracking.delete_alias(root, model, "champion")
             tracking.set_version_tags(root, model, version, {"seatrial.status": PENDING})
+            tracking.delete_version_tags(root, model, version, "seatrial.decision.")   # no trace of what did not happen
         return _record(led, record, sync, undo)
 
 # %% ../../nbs/21_review.ipynb #c020
@@ -433,6 +434,7 @@ def rollback(
         def undo():
             tracking.set_alias(root, model, "champion", current)
             tracking.set_version_tags(root, model, current, {"seatrial.status": "approved"})
+            tracking.delete_version_tags(root, model, current, "seatrial.rollback.")
         return _record(led, record, sync, undo)
 
 # %% ../../nbs/21_review.ipynb #c022

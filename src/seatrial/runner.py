@@ -306,10 +306,37 @@ class StageCache:
         write_json(self.path, self.entries)
 
 # %% ../../nbs/17_runner.ipynb #c025
-def _resolve_champion(tracker: Callable, model_name: str, dst: Path) -> tuple[str, str]:
+def _store_stamp(root: Path) -> list | None:
+    "Modification time and size of the local SQLite tracking store; None for a server, whose changes we cannot see."
+    from seatrial.tracking import tracking_uri
+    uri = tracking_uri(root)
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is None or not db.exists(): return None
+    st = db.stat()
+    return [st.st_mtime_ns, st.st_size]
+
+def _remember_champion(dst: Path, stamp: list | None, version: str, folder: str) -> None:
+    if stamp: write_json(dst / "champion.json", {"stamp": stamp, "version": version, "folder": folder})
+
+def _resolve_champion(tracker: Callable, model_name: str, dst: Path, root: Path) -> tuple[str, str]:
+    "The champion (version, model folder). A local store untouched since the last look is not opened: MLflow takes seconds to load."
+    stamp = _store_stamp(root)
+    memo = dst / "champion.json"
+    if stamp and memo.exists():
+        m = read_json(memo)
+        if m["stamp"] == stamp and (not m["version"] or (Path(m["folder"]) / "MLmodel").exists()):
+            return m["version"], m["folder"]
     from seatrial.tracking import champion_model
     found = champion_model(tracker(), model_name, dst)
-    return ("", "") if found is None else (found[0], str(found[1]))
+    version, folder = ("", "") if found is None else (found[0], str(found[1]))
+    _remember_champion(dst, stamp, version, folder)   # the stamp from before the look: a change meanwhile shows next time
+    return version, folder
+
+def _champion_after_run(root: Path, model_name: str, dst: Path, resolved: tuple[str, str] | None) -> None:
+    "After a run's last write to the store, remember the champion it used, if it still is the champion (asked again now)."
+    from seatrial.tracking import alias_version
+    if resolved is not None and (alias_version(root, model_name, "champion") or "") == resolved[0]:
+        _remember_champion(dst, _store_stamp(root), *resolved)
 
 def _render_html(notebook: Path) -> None:
     from nbconvert import HTMLExporter
@@ -370,8 +397,8 @@ def run_pipeline(
             runtime = {"run_id": run_id, "run_dir": str(run_dir), "out_dir": str(run_dir / stage.name),
                        "upstream": {s: str(Path(m["_path"])) for s, m in manifests.items()}, "config": str(config)}
             if "champion_model" in decl:
-                version, runtime["champion_model"] = bg.submit(_resolve_champion, tracker, cfg.name,
-                                                               state / "champions" / cfg.name).result()
+                version, runtime["champion_model"] = box["champion"] = bg.submit(
+                    _resolve_champion, tracker, cfg.name, state / "champions" / cfg.name, root).result()
                 params_for_key = params | {"champion_version": version}
             else:
                 params_for_key = params
@@ -422,6 +449,7 @@ def run_pipeline(
         jobs.append(bg.submit(_register, box, cfg.name, run_id, manifests))
         _drain(jobs)
         box["tracker"].end_run(box["parent"])
+        _champion_after_run(root, cfg.name, state / "champions" / cfg.name, box.get("champion"))
         write_record("finished")
         if box.get("reused_version"): outcome = f"; the model is unchanged: version {box['version']}"
         elif box.get("version"): outcome = f"; model version {box['version']} awaits review"

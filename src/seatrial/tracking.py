@@ -25,7 +25,7 @@ from .core import SeatrialError, atomic_path
 # %% auto #0
 __all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'Tracker', 'log_stage', 'log_model', 'register_candidate',
            'registered_version', 'champion_model', 'RegistryVersion', 'registered_models', 'model_versions',
-           'model_version', 'alias_version', 'set_alias', 'delete_alias', 'set_version_tags']
+           'model_version', 'alias_version', 'set_alias', 'delete_alias', 'set_version_tags', 'delete_version_tags']
 
 # %% ../../nbs/15_tracking.ipynb #c005
 class TrackingError(SeatrialError):
@@ -231,7 +231,8 @@ def champion_model(
     if not (folder / "MLmodel").exists():
         with atomic_path(folder) as tmp:
             tmp.mkdir()
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
+            with contextlib.redirect_stderr(io.StringIO()):   # its progress bars are not for the people running a stage
+                mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(tmp))
     return str(mv.version), folder
 
 # %% ../../nbs/15_tracking.ipynb #c019
@@ -337,3 +338,14 @@ def set_version_tags(
     for k, v in tags.items():
         v = str(v)
         client.set_model_version_tag(model, str(version), k, v if len(v) <= _MAX_TAG else v[:_MAX_TAG - 1] + "…")
+
+def delete_version_tags(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    version: str,             # version number
+    prefix: str,              # every tag whose name starts with this goes, e.g. "seatrial.decision."
+) -> None:
+    "Remove a model version's tags by name prefix (undoing a half-made registry update)."
+    client = _client(root)
+    for k in list(client.get_model_version(model, str(version)).tags):
+        if k.startswith(prefix): client.delete_model_version_tag(model, str(version), k)

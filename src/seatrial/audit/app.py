@@ -5,7 +5,6 @@
 # %% ../../../nbs/26_audit_app.ipynb #c002
 from __future__ import annotations
 
-import html
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,23 +15,17 @@ import param
 from panel.viewable import Viewer
 
 from .. import review
-from ..access import Identity, local_identity
+from ..access import Identity, current_identity, local_identity
 from .map import MapView
 from .store import AuditStore
-from .views import ExplanationView, OverviewView
+from .views import ExplanationView, OverviewView, inert
 from ..core import SeatrialError
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'inert', 'queue_frame', 'QueueView', 'evidence_frame', 'DecisionView', 'history_frame',
-           'HistoryView', 'AuditApp']
+__all__ = ['HISTORY_COLUMNS', 'queue_frame', 'QueueView', 'evidence_frame', 'DecisionView', 'history_frame', 'HistoryView',
+           'AuditApp']
 
-# %% ../../../nbs/26_audit_app.ipynb #c007
-def inert(text: object) -> str:
-    "`text` as HTML that displays literally: no tag, script or Markdown syntax in it takes effect."
-    escaped = html.escape("" if text is None else str(text), quote=True)
-    return escaped.replace("*", "&#42;").replace("_", "&#95;").replace("`", "&#96;").replace("[", "&#91;").replace("\n", "<br>")
-
-# %% ../../../nbs/26_audit_app.ipynb #c010
+# %% ../../../nbs/26_audit_app.ipynb #c009
 def queue_frame(
     candidates: list[dict],  # from `review.candidates`
 ) -> pd.DataFrame:  # one row per candidate, the columns a reviewer scans
@@ -76,11 +69,17 @@ class QueueView(Viewer):
     def _open_choice(self) -> None:
         if self._choice.value: self.store.param.update(model=self._choice.value[0], version=self._choice.value[1])
 
+    def open_newest(self) -> None:
+        "Open the newest candidate, if any waits."
+        if self._choice.options:
+            self._choice.value = next(iter(self._choice.options.values()))
+            self._open_choice()
+
     def __panel__(self):
         return pn.Column("## Candidates awaiting review", self._empty, self._table,
                          pn.Row(self._choice, self._open), sizing_mode="stretch_width")
 
-# %% ../../../nbs/26_audit_app.ipynb #c013
+# %% ../../../nbs/26_audit_app.ipynb #c012
 def evidence_frame(evidence: review.Evidence) -> pd.DataFrame:
     "What a decision pins, one line per item."
     head = [("model", evidence.model), ("version", evidence.version), ("run", evidence.run),
@@ -92,6 +91,7 @@ def evidence_frame(evidence: review.Evidence) -> pd.DataFrame:
 class DecisionView(Viewer):
     "Approve or reject the open version, with a required comment; approvers only."
     store = param.ClassSelector(class_=AuditStore)
+    credentials = param.Parameter(None, doc="credentials file: roles are read from it again at each decision")
     decided = param.Event(doc="fires after a decision took effect")
 
     def __init__(self, **params):
@@ -121,7 +121,8 @@ class DecisionView(Viewer):
         s = self.store
         try:
             if s.evidence is None: raise review.ReviewError("open a candidate from the queue first")
-            entry = review.decide(s.root, s.model, s.version, action, actor=s.identity.name, roles=s.identity.roles,
+            who = current_identity(s.identity, self.credentials)
+            entry = review.decide(s.root, s.model, s.version, action, actor=who.name, roles=who.roles,
                                   comment=self._comment.value_input or self._comment.value or "",
                                   evidence_digest=s.evidence.digest)
         except SeatrialError as e:
@@ -146,7 +147,7 @@ class DecisionView(Viewer):
         return pn.Column("## Decision", controls, self._message, "### Evidence this decision pins", self._evidence,
                          sizing_mode="stretch_width")
 
-# %% ../../../nbs/26_audit_app.ipynb #c016
+# %% ../../../nbs/26_audit_app.ipynb #c015
 HISTORY_COLUMNS = ["time", "actor", "action", "model", "version", "outcome", "comment"]
 
 def history_frame(
@@ -159,6 +160,7 @@ def history_frame(
 class HistoryView(Viewer):
     "The decision ledger, the champion at any date, and rollback."
     store = param.ClassSelector(class_=AuditStore)
+    credentials = param.Parameter(None, doc="credentials file: roles are read from it again at each rollback")
     refresh = param.Event(doc="re-read the ledger")
     rolled_back = param.Event(doc="fires after a rollback took effect")
 
@@ -177,8 +179,9 @@ class HistoryView(Viewer):
 
     @param.depends("refresh", "store.model", watch=True)
     def _reload(self) -> None:
-        root = self.store.root
-        self._table.value = history_frame(review.history(root, self.store.model or None) if root is not None else [])
+        root, model = self.store.root, self.store.model
+        self._table.value = history_frame(review.history(root, model or None) if root is not None else [])
+        self._champion_seen = review.champion(root, model) if root is not None and model else None
         self._champion_at()
 
     def _champion_at(self) -> None:
@@ -194,8 +197,11 @@ class HistoryView(Viewer):
         "Return the champion alias to the previous champion; show what happened."
         s = self.store
         try:
-            entry = review.rollback(s.root, s.model, actor=s.identity.name, roles=s.identity.roles,
-                                    comment=self._comment.value_input or self._comment.value or "")
+            who = current_identity(s.identity, self.credentials)
+            # the champion this person saw: if someone moved it since, the rollback is refused, not applied to another
+            entry = review.rollback(s.root, s.model, actor=who.name, roles=who.roles,
+                                    comment=self._comment.value_input or self._comment.value or "",
+                                    expected_champion=self._champion_seen)
         except SeatrialError as e:
             self._message.param.update(object=f"**Not recorded.** {inert(e)}", alert_type="danger", visible=True)
             return None
@@ -212,7 +218,7 @@ class HistoryView(Viewer):
         return pn.Column("## History", self._table, pn.Row(self._when, self._answer), back, self._message,
                          sizing_mode="stretch_width")
 
-# %% ../../../nbs/26_audit_app.ipynb #c019
+# %% ../../../nbs/26_audit_app.ipynb #c018
 class AuditApp(Viewer):
     "The audit app: queue, review, explanations, decision and history of candidate models."
     store = param.ClassSelector(class_=AuditStore)
@@ -220,15 +226,16 @@ class AuditApp(Viewer):
     def __init__(self,
                  root: str | os.PathLike | None = None,  # project folder (when no store is given)
                  identity: Identity | None = None,       # who is looking (default: the local user)
+                 credentials: str | os.PathLike | None = None,  # credentials file, when people log in
                  **params):
-        if params.get("store") is None:
-            store = AuditStore(root=Path(root or "."), identity=identity or local_identity())
-            waiting = review.candidates(store.root)
-            if waiting: store.param.update(model=waiting[0]["model"], version=str(waiting[0]["version"]))
-            params["store"] = store
+        opened = params.get("store") is not None
+        if not opened: params["store"] = AuditStore(root=Path(root or "."), identity=identity or local_identity())
         super().__init__(**params)
         s = self.store
-        self.queue, self.decision, self.history = QueueView(store=s), DecisionView(store=s), HistoryView(store=s)
+        self.queue = QueueView(store=s)
+        if not opened: self.queue.open_newest()
+        self.decision = DecisionView(store=s, credentials=credentials)
+        self.history = HistoryView(store=s, credentials=credentials)
         self.map, self.overview, self.explanations = MapView(store=s), OverviewView(store=s), ExplanationView(store=s)
         self.decision.param.watch(lambda _: self._changed(), "decided")
         self.history.param.watch(lambda _: self._changed(), "rolled_back")

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .. import review
-from .app import evidence_frame, history_frame, inert
+from .app import evidence_frame, history_frame
 from .store import AuditStore
+from .views import OverviewView, fmt, inert
 from ..core import atomic_path
 
 # %% auto #0
@@ -25,10 +26,8 @@ __all__ = ['map_figure', 'importance_figure', 'html_table', 'export_report']
 # %% ../../../nbs/28_audit_report.ipynb #c005
 def _png(fig) -> str:
     "A matplotlib figure as an <img> with its PNG inlined."
-    import matplotlib.pyplot as plt
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 def map_figure(
@@ -39,10 +38,8 @@ def map_figure(
 ):  # a matplotlib figure
     "Every point rasterised (mean of `value` per pixel) over the land outlines: no sampling, any size."
     import datashader as ds
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
     from seatrial.audit.map import land_outlines
     x0, x1 = float(frame[lon].min()), float(frame[lon].max())
     y0, y1 = float(frame[lat].min()), float(frame[lat].max())
@@ -51,7 +48,8 @@ def map_figure(
     agg = ds.Canvas(plot_width=width, plot_height=height, x_range=(x0, x1), y_range=(y0, y1)).points(
         frame, lon, lat, agg=ds.mean(value))
     limit = float(np.nanpercentile(np.abs(agg.values), 98)) if np.isfinite(agg.values).any() else 1.0
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.5))   # not pyplot: a notebook's own backend and figures stay as they are
+    ax = fig.add_subplot()
     ax.set_facecolor("#dfe8ee")   # the sea: a zero error (white) stays visible
     rings = [np.asarray(ring) for polygon in land_outlines()["polygons"] for ring in polygon]
     ax.add_collection(LineCollection(rings, colors="#8a8a8a", linewidths=0.6))
@@ -63,11 +61,10 @@ def map_figure(
 
 def importance_figure(importance: pd.DataFrame, top: int = 15):  # a matplotlib figure
     "Global SHAP importance (mean |SHAP|), largest on top."
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     imp = importance.head(top).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(imp) + 1))
+    fig = Figure(figsize=(7, 0.3 * len(imp) + 1))
+    ax = fig.add_subplot()
     ax.barh(imp["feature"].astype(str), imp["mean_abs_shap"])
     ax.set_xlabel("mean |SHAP value|")
     return fig
@@ -75,9 +72,7 @@ def importance_figure(importance: pd.DataFrame, top: int = 15):  # a matplotlib 
 # %% ../../../nbs/28_audit_report.ipynb #c007
 def html_table(df: pd.DataFrame, digits: int = 4) -> str:
     "A data frame as an HTML table whose every cell and header is escaped."
-    def cell(v):
-        if isinstance(v, float): return "" if np.isnan(v) else f"{v:.{digits}g}"
-        return inert(v)
+    def cell(v): return fmt(v, digits) if isinstance(v, (float, np.floating)) else inert(v)
     head = "".join(f"<th>{inert(c)}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))
@@ -88,18 +83,11 @@ _STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margi
 table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#eef2f5}.pass{color:#1a7f37}.fail{color:#c62828;font-weight:bold}h2{border-bottom:2px solid #0b3d5c}"""
 
-def _checks_html(checks: list[dict]) -> str:
-    rows = "".join(f"<tr><td>{inert(c['name'])}</td><td class='{'pass' if c['passed'] else 'fail'}'>"
-                   f"{'pass' if c['passed'] else 'FAIL'}</td><td>{inert(c.get('value'))}</td>"
-                   f"<td>{inert(c.get('threshold'))}</td><td>{inert(c.get('meaning'))}</td></tr>" for c in checks)
-    return f"<table><thead><tr><th>check</th><th>result</th><th>value</th><th>threshold</th><th>meaning</th></tr></thead><tbody>{rows}</tbody></table>"
-
 def export_report(
     store: AuditStore,           # with the version to report open
     path: str | os.PathLike,     # the .html file to write (atomically)
 ) -> Path:  # the file written
     "Write the audit report of the store's open version as one self-contained HTML file."
-    from seatrial.core import read_json
     ev = store.evidence
     if ev is None: raise review.ReviewError("no version is open: open one before exporting its report")
     cols = store.columns
@@ -107,7 +95,7 @@ def export_report(
              f"<p>Report written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {inert(store.identity.name if store.identity else '')}; "
              f"champion at that time: {inert(store.champion_version or 'none')}.</p>",
              "<h2>Evidence</h2>", html_table(evidence_frame(ev)),
-             "<h2>Behavioural checks</h2>", _checks_html(read_json(ev.paths["checks"]))]
+             "<h2>Behavioural checks</h2>", OverviewView(store=store).checks_html()]
     for regime in _regimes(store.frame):
         parts += [f"<h2>Metrics by {inert(regime)}</h2>", html_table(store.regime_table(regime))]
     parts += ["<h2>SHAP importance</h2>", _png(importance_figure(store.importance()))]
@@ -117,8 +105,7 @@ def export_report(
         if "error_diff" in store.frame:
             parts += ["<h2>Error against the champion (positive: candidate worse)</h2>",
                       _png(map_figure(store.frame, cols["lon"], cols["lat"], "error_diff"))]
-    parts += ["<h2>Decisions</h2>", html_table(history_frame(
-        [e for e in review.history(store.root, ev.model) if str(e.get("version")) == str(ev.version)]))]
+    parts += ["<h2>Decisions</h2>", html_table(history_frame(review.history(store.root, ev.model, ev.version)))]
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seatrial audit: {inert(ev.model)} v"
            f"{inert(ev.version)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
     with atomic_path(path) as tmp: tmp.write_text(doc, encoding="utf-8")

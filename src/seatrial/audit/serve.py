@@ -233,7 +233,7 @@ def _free_port(address: str) -> int:
         s.bind((address, 0))
         return s.getsockname()[1]
 
-def _audit_app() -> Callable[[Path, Identity], Any]:
+def _audit_app(credentials: Path | None = None) -> Callable[[Path, Identity], Any]:
     "The default app factory, imported when serving starts (so a broken install fails then, not at the first visitor)."
     import holoviews as hv
     import panel as pn
@@ -246,7 +246,7 @@ def _audit_app() -> Callable[[Path, Identity], Any]:
 
     def app(root: Path, identity: Identity):
         pn.extension("tabulator")   # per session: the page loads Tabulator's JS and CSS (from this server) for the tables
-        return AuditApp(root=root, identity=identity)
+        return AuditApp(root=root, identity=identity, credentials=credentials)
     return app
 
 def _serve_locally() -> None:
@@ -295,7 +295,7 @@ def serve_audit(
     if port == 0: port = _free_port(address)
     origins = allowed_origins(address, port, allow_websocket_origin)
     _serve_locally()
-    factory = app_factory or _audit_app()
+    factory = app_factory or _audit_app(credentials)
     if app_factory is None:   # the first reviewer should not wait for the newest candidates to load
         threading.Thread(target=_preload, args=(root,), name="seatrial-preload", daemon=True).start()
 

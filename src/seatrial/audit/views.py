@@ -21,16 +21,17 @@ from .store import AuditStore
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
-__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'SelectionChanged', 'esc', 'fmt', 'delta_cell', 'selection_stream',
+__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'SelectionChanged', 'inert', 'fmt', 'delta_cell', 'selection_stream',
            'OverviewView', 'ExplanationView', 'warm_up']
 
 # %% ../../../nbs/24_audit_views.ipynb #c006
 BETTER, WORSE = "#d5efd5", "#f6d2d2"   # cell backgrounds: the candidate's error is lower / higher
 RASTERIZE_ABOVE = 20_000               # more points than this are rasterised by datashader
 
-def esc(x: Any) -> str:
-    "Text from data, made inert for HTML."
-    return html.escape(str(x), quote=True)
+def inert(x: Any) -> str:
+    "Text from data or people as HTML that displays literally: no tag, script or Markdown syntax in it takes effect."
+    escaped = html.escape("" if x is None else str(x), quote=True)
+    return escaped.replace("*", "&#42;").replace("_", "&#95;").replace("`", "&#96;").replace("[", "&#91;").replace("\n", "<br>")
 
 def fmt(x: Any, digits: int = 4) -> str:
     "A number for a table: significant digits, a dash when missing."
@@ -70,7 +71,7 @@ def _rasterize(dmap: hv.DynamicMap, **opts) -> hv.DynamicMap:
 
 # %% ../../../nbs/24_audit_views.ipynb #c012
 def _table_row(label: str, n: Any, cand: Any, champ: Any, base: Any, has_champ: bool) -> str:
-    cells = [f"<td>{esc(label)}</td>", f'<td style="text-align:right">{fmt(n)}</td>',
+    cells = [f"<td>{inert(label)}</td>", f'<td style="text-align:right">{fmt(n)}</td>',
              f'<td style="text-align:right">{fmt(cand)}</td>']
     rel = lambda a, b: None if a is None or b in (None, 0) else a / b - 1   # noqa: E731
     if has_champ:
@@ -117,7 +118,7 @@ class OverviewView(Viewer):
         m, t, o = PRIMARY[st.task], self.table(), self.overall()
         champ = "champion_pred" in st.frame
         head = ["level", "rows", f"{m.upper()} candidate"]
-        if champ: head += [f"{m.upper()} champion (v{esc(st.champion_version)})", "Δ vs champion"]
+        if champ: head += [f"{m.upper()} champion (v{inert(st.champion_version)})", "Δ vs champion"]
         head += [f"{m.upper()} baseline", "Δ vs baseline"]
         rows = [_table_row("all selected rows", o["n"], o.get("pred"), o.get("champion_pred"), o.get("baseline_pred"), champ)]
         for r in t.to_dict("records"):
@@ -142,7 +143,7 @@ class OverviewView(Viewer):
             badge = (f'<span style="background:{BETTER if ok else WORSE};padding:1px 6px;border-radius:3px;'
                      f'font-weight:bold">{"PASS" if ok else "FAIL"}</span>')
             items.append(f'<li class="{"pass" if ok else "fail"}" style="margin-bottom:6px">{badge} '
-                         f'<b>{esc(c.get("name", "?"))}</b><br><span style="font-size:12px">{esc(c.get("meaning", ""))}</span></li>')
+                         f'<b>{inert(c.get("name", "?"))}</b><br><span style="font-size:12px">{inert(c.get("meaning", ""))}</span></li>')
         return (f"<p>{passed} of {len(checks)} checks passed.</p>"
                 f'<ul class="seatrial-checks" style="list-style:none;padding-left:0">{"".join(items)}</ul>')
 
@@ -248,7 +249,7 @@ class ExplanationView(Viewer):
             return pn.pane.HTML("<p><i>Click a point on the map to see the contributions that make its prediction.</i></p>")
         s = self.waterfall_steps()
         a = s.attrs
-        caption = (f"<p>Row {esc(a['row_id'])}: base value {fmt(a['base_value'])} + contributions "
+        caption = (f"<p>Row {inert(a['row_id'])}: base value {fmt(a['base_value'])} + contributions "
                    f"{fmt(s.contribution.sum())} = raw score {fmt(a['raw'])}; prediction {fmt(a['prediction'])}, "
                    f"observed {fmt(a['target'])}.{_LINK_TEXT.get(a['link'], '')}</p>")
         return pn.Column(pn.pane.HTML(caption, sizing_mode="stretch_width"),
