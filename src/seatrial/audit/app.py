@@ -241,7 +241,8 @@ class AuditApp(Viewer):
         self.history.param.watch(lambda _: self._changed(), "rolled_back")
 
     def _changed(self) -> None:
-        self.store.reload()      # the champion may have moved: its predictions follow
+        # The open version keeps the comparison the reviewer decided on; opening a version again compares it with
+        # the champion of that moment.
         self.queue.refresh = True
         self.history.refresh = True
 
