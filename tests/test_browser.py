@@ -139,6 +139,17 @@ def test_approver_reviews_selects_on_the_map_and_approves(audit_server, browser)
 
     client = mlflow_client(root)
     assert str(client.get_model_version_by_alias("fleet", "champion").version) == "2"
+
+    # the other candidate, opened from the queue, is compared with the new champion; its plots come from here too
+    _tab(page, "Queue")
+    page.locator("select:visible").first.select_option(index=0)   # the queue's candidate choice
+    page.get_by_role("button", name="Open for review").click()
+    page.wait_for_selector("text=fleet version 1")
+    _tab(page, "Review")
+    page.locator(".map-view canvas").first.wait_for()
+    assert "champion (v2)" in _regime_table(page)
+    _tab(page, "Explanations")
+    page.locator(".explanation-view canvas").first.wait_for()
     assert elsewhere == []
     verify = run_seatrial(root, "review", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr

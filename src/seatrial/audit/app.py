@@ -258,8 +258,16 @@ class AuditApp(Viewer):
     def __panel__(self):
         review_tab = pn.Row(pn.Column(self.map, css_classes=["map-view"]),
                             pn.Column(self.overview, css_classes=["overview-view"]), sizing_mode="stretch_width")
-        tabs = pn.Tabs(("Queue", self.queue), ("Review", review_tab),
-                       ("Explanations", pn.Column(self.explanations, css_classes=["explanation-view"])),
-                       ("Decision", self.decision), ("History", self.history), dynamic=True, sizing_mode="stretch_width")
-        if self.store.version: tabs.active = 1
+        views = {"Queue": self.queue, "Review": review_tab,
+                 "Explanations": pn.Column(self.explanations, css_classes=["explanation-view"]),
+                 "Decision": self.decision, "History": self.history}
+        # A tab's view is built when the tab is first shown and stays in the page from then on. (Panel's
+        # `Tabs(dynamic=True)` would detach a hidden tab's plots and keep updating them outside the page, and Panel
+        # then points their stylesheets at its CDN: a page that must work offline cannot have that.)
+        holders = [pn.Column(sizing_mode="stretch_width") for _ in views]
+        tabs = pn.Tabs(*zip(views, holders), active=1 if self.store.version else 0, sizing_mode="stretch_width")
+        def show(index: int) -> None:
+            if not holders[index].objects: holders[index].objects = [list(views.values())[index]]
+        show(tabs.active)
+        tabs.param.watch(lambda e: show(e.new), "active")
         return pn.Column(self._title, tabs, sizing_mode="stretch_width")
