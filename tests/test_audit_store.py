@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import mlflow_client
 
-from seatrial.audit.store import (INVERSE_LINK, AuditStore, AuditStoreError, clear_cache, find_run, load_version,
-                                  open_version, run_outputs)
+from seatrial.audit.store import INVERSE_LINK, AuditStore, AuditStoreError, clear_cache, load_version, open_version
 from seatrial.core import SeatrialError, read_json
+from seatrial.review import UnknownVersionError, collect_evidence
 from seatrial.train import load_booster, predict_lightgbm
 
 
@@ -31,16 +31,14 @@ def fresh():
     clear_cache()
 
 
-def test_run_of_a_version_and_its_files(project):
+def test_a_version_opens_from_the_files_its_evidence_pins(project, fresh):
     root, runs = project
-    assert find_run(root, "fleet", "2") == runs["2"]
-    outs = run_outputs(root, runs["2"])
-    assert outs["stages"]["evaluate"]["outputs"]["predictions"].name == "predictions.parquet"
-    assert outs["stages"]["explain"]["outputs"]["shap"].exists()
-    assert outs["stages"]["features"]["outputs"]["table"].name == "features.parquet"
-    assert outs["stages"]["evaluate"]["notebook"].name == "04_evaluate.ipynb"
-    with pytest.raises(AuditStoreError, match="no finished pipeline run"):
-        find_run(root, "fleet", "9")
+    data, evidence = open_version(root, "fleet", "2")
+    assert evidence.run == runs["2"] and evidence.paths["evaluate.predictions"].name == "predictions.parquet"
+    assert data.values_path == evidence.paths["features"] and data.values_path.name == "features.parquet"
+    assert evidence.paths["notebook:04_evaluate"].name == "04_evaluate.ipynb" and evidence.paths["explain.shap"].exists()
+    with pytest.raises(UnknownVersionError, match="has no version '9'"):
+        open_version(root, "fleet", "9")
 
 
 def test_frame_holds_every_test_row_with_its_columns(project, fresh):
@@ -166,17 +164,16 @@ def test_champion_predictions_beside_the_candidate(project, fresh):
 
 
 def test_stored_champion_predictions_are_used_only_when_current(project, fresh, tmp_path):
-    root, runs = project
-    outs = run_outputs(root, runs["2"])
-    ev, ex = outs["stages"]["evaluate"]["outputs"], outs["stages"]["explain"]["outputs"]
-    preds = pd.read_parquet(ev["predictions"])
+    root, _ = project
+    p = collect_evidence(root, "fleet", "2").paths
+    preds = pd.read_parquet(p["evaluate.predictions"])
     preds["champion_pred"] = 42.0
     preds.to_parquet(tmp_path / "predictions.parquet")
-    files = {"predictions": tmp_path / "predictions.parquet", "shap": ex["shap"], "config": outs["config"],
-             "features": outs["stages"]["features"]["outputs"]["table"], "metrics": ev["metrics"], "checks": ev["checks"]}
+    files = {"predictions": tmp_path / "predictions.parquet", "shap": p["explain.shap"], "config": p["config"],
+             "features": p["features"], "metrics": p["evaluate.metrics"], "checks": p["evaluate.checks"]}
     same = load_version(files, "2", champion="1", evaluated="1")
     assert same.champion_source == "evaluate" and (same.frame.champion_pred == 42.0).all()
-    booster = load_booster(run_outputs(root, runs["1"])["stages"]["train"]["outputs"]["model"])
+    booster = load_booster(collect_evidence(root, "fleet", "1").paths["model"])
     stale = load_version(files, "2", champion="1", evaluated="3", champion_booster=lambda: booster)
     assert stale.champion_source == "recomputed"
     table = pd.read_parquet(files["features"]).set_index("row_id").loc[stale.frame.row_id]

@@ -21,7 +21,7 @@ from conftest import mlflow_client, run_seatrial, write_quakes
 from seatrial.core import hash_json, read_json
 from seatrial.ledger import Ledger
 from seatrial.review import (
-    AlreadyDecidedError, LedgerBrokenError, MissingCommentError, NotAllowedError, ReviewError, RollbackError,
+    AlreadyDecidedError, ChampionMovedError, LedgerBrokenError, MissingCommentError, NotAllowedError, ReviewError, RollbackError,
     StaleEvidenceError, UnknownActionError, UnknownVersionError, candidates, champion, champion_at, collect_evidence,
     decide, describe, history, ledger_path, rollback, verify,
 )
@@ -137,8 +137,23 @@ def test_candidates_show_the_queue_with_deltas_against_the_champion(proj):
     c2 = queue[0]
     m1 = read_json(collect_evidence(proj, MODEL, "1").paths["metrics"])["overall"]
     assert c2["champion_version"] == "1" and c2["champion_metrics"] == m1
+    assert c2["compared_on"] == "the champion's own test rows"   # version 2's run saw no champion
     assert c2["deltas"]["rmse"] == pytest.approx(c2["metrics"]["rmse"] - m1["rmse"])
     assert describe(proj, MODEL, "1")["decision"]["by"] == "ana"
+
+
+def test_the_queue_compares_on_the_same_rows_when_the_run_saw_the_champion(proj):
+    approve(proj, "1")
+    proc = run_seatrial(proj, "run", "--config", str(proj / "data" / "dataset.toml"), "-q", "-p", "train.seed=2")
+    assert proc.returncode == 0, proc.stderr
+    c3 = describe(proj, MODEL, "3")     # evaluated against champion 1, on version 3's own test rows
+    same = read_json(collect_evidence(proj, MODEL, "3").paths["metrics"])["champion"]
+    assert c3["compared_on"] == "same test rows" and c3["champion_version"] == "1" and c3["champion_metrics"] == same
+    assert c3["deltas"]["rmse"] == pytest.approx(c3["metrics"]["rmse"] - same["rmse"])
+    approve(proj, "2")                  # the champion moved after version 3's run
+    c3 = next(c for c in candidates(proj) if c["version"] == "3")
+    assert c3["champion_version"] == "2" and c3["compared_on"] == "the champion's own test rows"
+    assert c3["champion_metrics"] == read_json(collect_evidence(proj, MODEL, "2").paths["metrics"])["overall"]
 
 
 # --- deciding ---------------------------------------------------------------------------------------------------
@@ -233,6 +248,18 @@ def test_stale_evidence_is_refused_and_the_attempt_recorded(proj):
     assert mlflow_client(proj).get_model_version(MODEL, "2").tags["seatrial.status"] == "pending_review"
     fresh = collect_evidence(proj, MODEL, "2")   # re-opened: the decision on what is there now goes through
     assert decide(proj, MODEL, "2", "reject", "ana", APPROVER, "checks were rewritten", fresh.digest)["outcome"] == "rejected"
+
+
+def test_a_decision_against_a_champion_that_moved_is_refused_and_recorded(proj):
+    opened = collect_evidence(proj, MODEL, "2")      # ana opens version 2: there is no champion to compare with
+    approve(proj, "1", who="ben")                     # meanwhile ben approves version 1
+    with pytest.raises(ChampionMovedError, match="compared with no champion, the champion is now version 1"):
+        decide(proj, MODEL, "2", "approve", "ana", APPROVER, "better than nothing", opened.digest, champion_version="")
+    entry = history(proj)[0]
+    assert (entry["outcome"], entry["error"], entry["compared_with"]) == ("refused", "ChampionMovedError", "")
+    assert champion(proj, MODEL) == "1" and issubclass(ChampionMovedError, StaleEvidenceError)
+    done = decide(proj, MODEL, "2", "reject", "ana", APPROVER, "worse than version 1", opened.digest, champion_version="1")
+    assert (done["outcome"], done["compared_with"]) == ("rejected", "1")
 
 
 def test_missing_evidence_is_refused_and_recorded(proj):

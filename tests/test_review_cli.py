@@ -48,6 +48,11 @@ def test_list_show_approve_history_verify(fleet_project):
     assert again.returncode == 1 and "already decided" in again.stderr
     empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", _evidence(root, "1"))
     assert empty.returncode == 1 and "comment is empty" in empty.stderr
+    shown = run_seatrial(root, "review", "show", "fleet", "1")
+    assert re.search(r"champion\s+2 .*\(on the champion's own test rows\)", shown.stdout), shown.stdout
+    moved = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse", "--evidence", _evidence(root, "1"),
+                         "--champion", "none")   # looked at before version 2 became champion
+    assert moved.returncode == 1 and "compared with no champion, the champion is now version 2" in moved.stderr
 
     history = run_seatrial(root, "review", "history", "--model", "fleet")
     lines = history.stdout.strip().splitlines()

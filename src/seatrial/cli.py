@@ -150,9 +150,9 @@ def cmd_review_list(args) -> int:
         print("no version awaits review", file=sys.stderr); return 0
     print(f"{'model':<14} {'version':>7}  {'run':<30} {'checks':<20} metrics (delta vs champion)")
     for c in waiting:
-        deltas = "  ".join(f"{k} {v:+.4g}" for k, v in c["deltas"].items())
+        deltas = "  ".join(f"{k} {v:+.4g}" for k, v in c["deltas"].items()) + f" on {c['compared_on']}"
         print(f"{c['model']:<14} {c['version']:>7}  {c['run']:<30} {c['checks_summary']:<20} "
-              f"{_fmt_metrics(c['metrics'])}{f'  ({deltas})' if deltas else ''}")
+              f"{_fmt_metrics(c['metrics'])}{f'  ({deltas})' if c['deltas'] else ''}")
     return 0
 
 def cmd_review_show(args) -> int:
@@ -162,7 +162,8 @@ def cmd_review_show(args) -> int:
     ev = collect_evidence(args.root, args.model, args.version)
     print(f"{d['model']} version {d['version']}  status {d['status'] or '-'}  run {d['run']}  created {d['created']}")
     print(f"  metrics   {_fmt_metrics(d['metrics'])}")
-    print(f"  champion  {d['champion_version'] or 'none'}  {_fmt_metrics(d['champion_metrics'])}")
+    on = f"  (on {d['compared_on']})" if d["compared_on"] else ""
+    print(f"  champion  {d['champion_version'] or 'none'}  {_fmt_metrics(d['champion_metrics'])}{on}")
     for c in d["checks"]:
         print(f"  check {c['name']:<24} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
     if d["decision"]: print("  decision  " + "  ".join(f"{k}={v}" for k, v in sorted(d["decision"].items())))
@@ -175,7 +176,8 @@ def _decide(args, action: str) -> int:
     from seatrial.review import decide
     who = _identity(args)
     entry = decide(args.root, args.model, args.version, action, actor=who.name, roles=who.roles,
-                   comment=args.message, evidence_digest=args.evidence)
+                   comment=args.message, evidence_digest=args.evidence,
+                   champion_version=None if args.champion is None else "" if args.champion == "none" else args.champion)
     done = {"approve": "approved", "reject": "rejected"}[action]
     champion = "; it is now the champion" if action == "approve" else ""
     print(f"{args.model} version {args.version} {done} by {who.name} (ledger entry {entry['seq']}){champion}")
@@ -284,6 +286,9 @@ def add_review_commands(sub) -> None:
         p.add_argument("-m", "--message", required=True, help="why (required)")
         p.add_argument("--evidence", required=True, metavar="DIGEST",
                        help="the evidence digest of what you reviewed (printed by `review show`); refused if it changed")
+        p.add_argument("--champion", metavar="VERSION",
+                       help="the champion you compared it with, as `review show` printed it ('none' when there was "
+                            "none); refused if it moved")
         _who_args(p)
         p.set_defaults(func=func)
     rb = rs.add_parser("rollback", help="return the champion to the previous one (approvers only)")

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .core import SeatrialError, hash_json, hash_path, read_json
 from .ledger import Ledger, LedgerError
@@ -17,9 +19,9 @@ from .ledger import LedgerBrokenError as ChainBrokenError
 
 # %% auto #0
 __all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'ReviewError', 'UnknownVersionError', 'UnknownActionError', 'MissingCommentError',
-           'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError', 'RollbackError', 'LedgerBrokenError',
-           'ledger_path', 'Evidence', 'evidence_digest', 'collect_evidence', 'describe', 'champion', 'candidates',
-           'decide', 'rollback', 'history', 'champion_at', 'verify']
+           'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError', 'ChampionMovedError', 'RollbackError',
+           'LedgerBrokenError', 'ledger_path', 'Evidence', 'evidence_digest', 'collect_evidence', 'evaluated_champion',
+           'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
 
 # %% ../../nbs/21_review.ipynb #c005
 APPROVER = "approver"                 # the role that may decide
@@ -46,6 +48,9 @@ class AlreadyDecidedError(ReviewError):
 
 class StaleEvidenceError(ReviewError):
     "The evidence changed between the moment the reviewer opened the version and the decision."
+
+class ChampionMovedError(StaleEvidenceError):
+    "The champion the reviewer compared the version with is not the champion any more."
 
 class RollbackError(ReviewError):
     "There is no earlier champion to go back to, or the champion is not where the ledger says."
@@ -168,10 +173,23 @@ def collect_evidence(
                     evidence_digest(model, version, run, mlflow_run_id, data_digest, files), metrics, changed)
 
 # %% ../../nbs/21_review.ipynb #c016
-def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> tuple[dict, list[dict]]:
-    "metrics.json and checks.json of a version's run."
+_INJECTED = re.compile(r"^champion_model\s*=\s*(['\"])(.*?)\1", re.M)
+
+def evaluated_champion(
+    notebook: str | os.PathLike | None,   # the executed evaluate notebook
+) -> str | None:  # the champion version it compared against, "" for none, None when unknown
+    "Which champion the evaluate stage's `champion_pred` came from (read from papermill's injected parameters)."
+    if notebook is None or not Path(notebook).exists(): return None
+    for cell in read_json(notebook).get("cells", []):
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            found = _INJECTED.search("".join(cell["source"]))
+            if found: return Path(found.group(2)).name if found.group(2) else ""
+    return None
+
+def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> tuple[dict, list[dict], str | None]:
+    "metrics.json and checks.json of a version's run, and the champion its evaluation compared against."
     run, record, old_root = _run_record(root, model, version, tags)
-    metrics, checks = None, None
+    metrics, checks, compared = None, None, None
     for stage in record.get("stages", []):
         if not stage.get("manifest"): continue
         mpath = _rebase(old_root, root, stage["manifest"])
@@ -181,10 +199,11 @@ def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> t
             if name in outs:
                 p = _rebase(old_root, root, outs[name]["path"])
                 if not p.exists(): raise _missing(model, version, f"output '{name}' of stage '{stage['stage']}',", p)
-                if name == "metrics": metrics = read_json(p)
+                if name == "metrics":
+                    metrics, compared = read_json(p), evaluated_champion(_stage_notebook(root, old_root, stage))
                 else: checks = read_json(p)
     if metrics is None: raise ReviewError(f"run {run} of {model} version {version} has no stage with a 'metrics' output")
-    return metrics, checks or []
+    return metrics, checks or [], compared
 
 def _numbers(d: dict | None) -> dict[str, float]:
     return {k: v for k, v in (d or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
@@ -194,22 +213,23 @@ def describe(
     model: str,               # registered model name
     version: str,             # version number
     champion_version: str | None = None,  # the champion to compare with (default: the current one; "": none)
-    champion_metrics: dict | None = None, # its headline metrics, if already known
-) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, champion_version, champion_metrics, champion_metrics_same_rows, deltas, decision, problem
+    champion_metrics: dict | None = None, # its headline metrics on its own test rows, if already known
+    registered: Any = None,               # the version's registry entry, if already fetched
+) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, champion_version, champion_metrics, champion_metrics_same_rows, compared_on, deltas, decision, problem
     "A version as a review queue shows it."
     from seatrial import tracking
     root, version = Path(root).resolve(), str(version)
-    mv = _registry_version(root, model, version)
+    mv = registered if registered is not None else _registry_version(root, model, version)
     if champion_version is None: champion_version = tracking.alias_version(root, model, "champion")
     out = {"model": model, "version": version, "status": mv.tags.get("seatrial.status", ""),
            "run": mv.tags.get("seatrial.run", ""), "mlflow_run_id": mv.tags.get("seatrial.pipeline_run_id", ""),
            "data_digest": mv.tags.get("seatrial.data_digest", ""), "created": mv.created, "aliases": list(mv.aliases),
            "checks_passed": mv.tags.get("seatrial.checks_passed") == "true", "checks": [], "checks_summary": "",
            "metrics": {}, "champion_version": champion_version or None, "champion_metrics": None,
-           "champion_metrics_same_rows": None, "deltas": {}, "problem": None,
+           "champion_metrics_same_rows": None, "compared_on": "", "deltas": {}, "problem": None,
            "decision": {k.removeprefix("seatrial.decision."): v for k, v in mv.tags.items() if k.startswith("seatrial.decision.")}}
     try:
-        metrics, checks = _evaluation(root, model, version, mv.tags)
+        metrics, checks, compared = _evaluation(root, model, version, mv.tags)
     except ReviewError as err:
         out["problem"] = str(err)
         out["checks_summary"] = mv.tags.get("seatrial.checks", "")
@@ -220,7 +240,9 @@ def describe(
             "checks_passed": not failed,
             "checks_summary": f"{len(checks) - len(failed)} of {len(checks)} passed" + (f" (failed: {', '.join(failed)})" if failed else "")}
     if champion_version and champion_version != version:
-        if champion_metrics is None:
+        if compared == champion_version and metrics.get("champion"):
+            champion_metrics, out["compared_on"] = metrics["champion"], "same test rows"
+        elif champion_metrics is None:
             try:
                 champ = _registry_version(root, model, champion_version)
                 champion_metrics = _evaluation(root, model, champion_version, champ.tags)[0].get("overall") or {}
@@ -228,6 +250,7 @@ def describe(
                 out["problem"] = f"the champion's metrics are unavailable: {err}"
         if champion_metrics is not None:
             out["champion_metrics"] = champion_metrics
+            out["compared_on"] = out["compared_on"] or "the champion's own test rows"
             mine, theirs = _numbers(out["metrics"]), _numbers(champion_metrics)
             out["deltas"] = {k: mine[k] - theirs[k] for k in mine if k in theirs}
     return out
@@ -253,11 +276,11 @@ def candidates(
         champ = next((v for v in versions if "champion" in v.aliases), None)
         champ_metrics = None
         if champ is not None:
-            with_metrics = describe(root, name, champ.version, champion_version="")
+            with_metrics = describe(root, name, champ.version, champion_version="", registered=champ)
             champ_metrics = with_metrics["metrics"] if not with_metrics["problem"] else None
         for v in versions:
             if v.tags.get("seatrial.status") == PENDING:
-                out.append(describe(root, name, v.version, champ.version if champ else "", champ_metrics))
+                out.append(describe(root, name, v.version, champ.version if champ else "", champ_metrics, registered=v))
     return sorted(out, key=lambda d: d["created"], reverse=True)
 
 # %% ../../nbs/21_review.ipynb #c018
@@ -308,6 +331,7 @@ def decide(
     roles: Collection[str],   # their roles; "approver" is needed
     comment: str,             # why (required)
     evidence_digest: str,     # `Evidence.digest` as it was when the reviewer opened the version
+    champion_version: str | None = None,  # the champion the reviewer compared it with ("": none); None: not checked
 ) -> dict:  # the ledger entry of the decision
     "Approve or reject a version awaiting review, recorded in the ledger and mirrored in the registry."
     from seatrial import tracking
@@ -325,7 +349,7 @@ def decide(
         current = tracking.alias_version(root, model, "champion")
         base = {"actor": actor, "roles": sorted(roles), "action": action, "model": model, "version": version,
                 "comment": comment, "evidence": None, "previous_champion": current, "champion": current,
-                "outcome": None, "reason": None}
+                "compared_with": champion_version, "outcome": None, "reason": None}
         if APPROVER not in roles:
             _refuse(led, base, NotAllowedError(f"{actor} may not {action} {model} version {version}: deciding needs the "
                                                f"'{APPROVER}' role (they have: {', '.join(sorted(roles)) or 'none'}). "
@@ -337,6 +361,12 @@ def decide(
                    else f"marked {status or 'without a status'} in the registry")
             _refuse(led, base, AlreadyDecidedError(f"{model} version {version} was already decided: {how}. "
                                                    f"This {action} by {actor} was not applied."))
+        if champion_version is not None and (champion_version or "") != (current or ""):
+            then, now = (f"version {v}" if v else "no champion" for v in (champion_version, current))
+            _refuse(led, base, ChampionMovedError(
+                f"the champion of {model} moved since version {version} was opened: it was compared with "
+                f"{then}, the champion is now {now}. Re-open version {version}, compare it "
+                f"with the current champion, and decide again. This {action} by {actor} was not applied."))
         try: ev = collect_evidence(root, model, version)
         except ReviewError as err: _refuse(led, base, err)
         if ev.digest != evidence_digest:

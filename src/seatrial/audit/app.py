@@ -39,9 +39,10 @@ def queue_frame(
                      "checks": c.get("checks_summary", ""), "all checks pass": bool(c.get("checks_passed")),
                      "metric": name or "", "candidate": metrics.get(name),
                      "champion version": c.get("champion_version") or "",
-                     "champion": (c.get("champion_metrics") or {}).get(name), "delta": (c.get("deltas") or {}).get(name)})
+                     "champion": (c.get("champion_metrics") or {}).get(name), "delta": (c.get("deltas") or {}).get(name),
+                     "compared on": c.get("compared_on", "")})
     cols = ["model", "version", "run", "created", "data digest", "checks", "all checks pass", "metric", "candidate",
-            "champion version", "champion", "delta"]
+            "champion version", "champion", "delta", "compared on"]
     return pd.DataFrame(rows, columns=cols)
 
 class QueueView(Viewer):
@@ -124,13 +125,13 @@ class DecisionView(Viewer):
             who = current_identity(s.identity, self.credentials)
             entry = review.decide(s.root, s.model, s.version, action, actor=who.name, roles=who.roles,
                                   comment=self._comment.value_input or self._comment.value or "",
-                                  evidence_digest=s.evidence.digest)
+                                  evidence_digest=s.evidence.digest, champion_version=s.champion_version)
         except SeatrialError as e:
             self._message.param.update(object=f"**Not recorded.** {inert(e)}", alert_type="danger", visible=True)
             return None
         version, model = s.version, s.model
         self._comment.value = ""
-        self.decided = True     # the app re-opens the version (new champion, fresh evidence) before we say so
+        self.decided = True     # the queue and the history are read again before we say so
         done = "approved: it is now the champion" if action == "approve" else "rejected"
         self._message.param.update(object=f"Version {inert(version)} of {inert(model)} {done}.",
                                    alert_type="success", visible=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,74 +23,24 @@ from ..core import SeatrialError, read_json
 from ..evaluate import PRIMARY, metrics_by_regime, score
 
 # %% auto #0
-__all__ = ['INVERSE_LINK', 'CACHE_SIZE', 'AuditStoreError', 'find_run', 'run_outputs', 'evaluated_champion', 'VersionData',
-           'load_version', 'cached_version', 'clear_cache', 'has_registry', 'current_champion', 'open_version',
-           'demo_data', 'AuditStore']
+__all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'AuditStoreError', 'VersionData', 'load_version', 'cached_version', 'clear_cache',
+           'has_registry', 'current_champion', 'open_version', 'demo_data', 'AuditStore']
 
 # %% ../../../nbs/23_audit_store.ipynb #c006
 class AuditStoreError(SeatrialError):
-    "A model version's evidence cannot be loaded for review: no run found, a missing or inconsistent file."
-
-def find_run(
-    root: str | os.PathLike,   # the project folder
-    model: str,                # registered model name (the dataset's name)
-    version: str,              # the model version
-) -> str:  # the id of the run that registered the version
-    "The pipeline run that produced a model version, from the runs' `run.json` records."
-    for f in sorted((Path(root) / "runs").glob("*/run.json")):   # run ids start with their date: oldest first
-        try: r = read_json(f)
-        except (OSError, ValueError): continue
-        if r.get("dataset") == model and str(r.get("model_version")) == str(version) and r.get("status") == "finished":
-            return r["run_id"]
-    raise AuditStoreError(f"no finished pipeline run in {Path(root) / 'runs'} produced version {version} of model {model!r}; "
-                          "pick a version from the review queue, or run `seatrial run` to make one.")
-
-# %% ../../../nbs/23_audit_store.ipynb #c008
-def run_outputs(
-    root: str | os.PathLike,   # the project folder
-    run: str,                  # a pipeline run id
-) -> dict[str, Any]:  # {"config": Path, "stages": {stage: {"outputs": {name: Path}, "notebook": Path | None}}}
-    "Paths of a run's dataset config, its stages' outputs and their executed notebooks."
-    f = Path(root) / "runs" / run / "run.json"
-    if not f.exists():
-        raise AuditStoreError(f"run {run!r} has no record at {f}; the run folder was moved or deleted. "
-                              "Rerun the pipeline (`seatrial run`) to recreate the evidence.")
-    rec, stages = read_json(f), {}
-    for s in rec.get("stages", []):
-        if not s.get("manifest"): continue
-        m = read_json(s["manifest"])
-        nb = s.get("notebook")
-        if not nb and s.get("cached_from") and s["cached_from"] != run:
-            try: nb = run_outputs(root, s["cached_from"])["stages"].get(s["stage"], {}).get("notebook")
-            except (AuditStoreError, OSError, ValueError): nb = None
-        stages[s["stage"]] = {"outputs": {k: Path(v["path"]) for k, v in m.get("outputs", {}).items()},
-                              "notebook": Path(nb) if nb else None}
-    return {"config": Path(rec["config"]), "stages": stages}
-
-_INJECTED = re.compile(r"^champion_model\s*=\s*(['\"])(.*?)\1", re.M)
-
-def evaluated_champion(
-    notebook: str | os.PathLike | None,   # the executed evaluate notebook
-) -> str | None:  # the champion version it compared against, "" for none, None when unknown
-    "Which champion the evaluate stage's `champion_pred` came from (read from papermill's injected parameters)."
-    if notebook is None or not Path(notebook).exists(): return None
-    for cell in read_json(notebook).get("cells", []):
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            found = _INJECTED.search("".join(cell["source"]))
-            if found: return Path(found.group(2)).name if found.group(2) else ""
-    return None
+    "A model version's evidence cannot be loaded for review: a missing or inconsistent file."
 
 # %% ../../../nbs/23_audit_store.ipynb #c013
+INVERSE_LINK = {"identity": lambda r: r, "log": np.exp, "logit": lambda r: 1 / (1 + np.exp(-r))}
+
 def _link(raw: np.ndarray, pred: np.ndarray) -> str:
     "How the model turns its raw score (base value + SHAP values) into the prediction."
     ok = np.isfinite(raw) & np.isfinite(pred)
     raw, pred = raw[ok], pred[ok]
     with np.errstate(over="ignore"):
-        for name, f in (("identity", lambda r: r), ("log", np.exp), ("logit", lambda r: 1 / (1 + np.exp(-r)))):
+        for name, f in INVERSE_LINK.items():
             if np.allclose(f(raw), pred, rtol=1e-5, atol=1e-6): return name
     return "unknown"
-
-INVERSE_LINK = {"identity": lambda r: r, "log": np.exp, "logit": lambda r: 1 / (1 + np.exp(-r))}
 
 @dataclass
 class VersionData:
@@ -226,7 +175,7 @@ def load_version(
                        outputs.get("features"), None if values is None else values[features])
 
 # %% ../../../nbs/23_audit_store.ipynb #c020
-CACHE_SIZE = 4   # versions kept in memory per process
+CACHE_BYTES = 1_500_000_000   # frames of the versions kept in memory per process, together at most this
 _CACHE: OrderedDict[tuple, VersionData] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _LOADING: dict[tuple, threading.Lock] = {}
@@ -247,7 +196,8 @@ def cached_version(
         data = load()
         with _CACHE_LOCK:
             _CACHE[key] = data
-            while len(_CACHE) > CACHE_SIZE: _CACHE.popitem(last=False)
+            sizes = {k: int(d.frame.memory_usage(index=False).sum()) for k, d in _CACHE.items()}
+            while len(_CACHE) > 1 and sum(sizes.values()) > CACHE_BYTES: sizes.pop(_CACHE.popitem(last=False)[0])
             _LOADING.pop(key, None)
     return data
 
@@ -256,14 +206,6 @@ def clear_cache() -> None:
     with _CACHE_LOCK: _CACHE.clear()
 
 # %% ../../../nbs/23_audit_store.ipynb #c024
-def _review():
-    "seatrial.review, when it is installed (it imports MLflow lazily)."
-    try:
-        from seatrial import review
-    except ImportError:
-        return None
-    return review
-
 def has_registry(root: str | os.PathLike) -> bool:
     "Is there a tracking store to ask (a SQLite file that exists, or a server)?"
     from seatrial.tracking import tracking_uri
@@ -275,12 +217,8 @@ def current_champion(
     model: str,                # registered model name
 ) -> str:  # the version holding the `champion` alias, "" when there is none
     "The model's current champion version."
-    if not has_registry(root): return ""
-    review = _review()
-    if review is not None and hasattr(review, "champion"): return str(review.champion(root, model) or "")
-    from seatrial.tracking import Tracker, champion_model
-    found = champion_model(Tracker(root, model), model, Path(root) / ".seatrial" / "champions" / model)
-    return found[0] if found else ""
+    from seatrial import review
+    return str(review.champion(root, model) or "") if has_registry(root) else ""
 
 def _champion_booster(root: Path, model: str, version: str) -> Callable[[], Any]:
     def load():
@@ -303,30 +241,27 @@ def open_version(
     model: str,                # registered model name
     version: str,              # the version under review
     champion: str | None = None,   # the champion's version (None: ask the registry)
-) -> tuple[VersionData, Any]:  # (the loaded data, the pinned review.Evidence or None without a registry)
+) -> tuple[VersionData, Any]:  # (the loaded data, the pinned review.Evidence)
     "Pin a version's evidence and load it beside the current champion, through the per-process cache."
+    from seatrial import review
+    from seatrial.tracking import tracking_uri
     root = Path(root).resolve()
-    evidence, review = None, _review()
-    if review is not None and hasattr(review, "collect_evidence") and has_registry(root):
-        evidence = review.collect_evidence(root, model, version)
-    run = evidence.run if evidence is not None else find_run(root, model, version)
+    if not has_registry(root):
+        raise AuditStoreError(f"there is no model registry at {tracking_uri(root)} yet, so no version of {model!r} to "
+                              "review: run the pipeline (`seatrial run`) first.")
+    evidence = review.collect_evidence(root, model, version)
     champion = current_champion(root, model) if champion is None else champion
-    key = (str(root), model, str(version), champion, evidence.digest if evidence is not None else run)
+    key = (str(root), model, str(version), champion, evidence.digest)
 
     def load() -> VersionData:
-        if evidence is not None:   # the very files the evidence pins
-            p = evidence.paths
-            files = {k: p.get(f"{s}.{o}") for k, (s, o) in _FILES.items()} | {"config": p.get("config")}
-            notebook = next((v for k, v in p.items() if k.startswith("notebook:") and k.endswith("_evaluate")), None)
-        else:
-            outs = run_outputs(root, run)
-            files = {k: outs["stages"].get(s, {}).get("outputs", {}).get(o) for k, (s, o) in _FILES.items()}
-            files["config"], notebook = outs["config"], outs["stages"].get("evaluate", {}).get("notebook")
+        p = evidence.paths   # the very files the evidence pins
+        files = {k: p.get(f"{s}.{o}") for k, (s, o) in _FILES.items()} | {"config": p.get("config")}
         missing = [k for k in ("predictions", "shap", "config") if files.get(k) is None]
         if missing:
-            raise AuditStoreError(f"run {run} of {model} version {version} has no {' or '.join(missing)}; its evaluate or "
-                                  "explain stage did not finish. Rerun the pipeline (`seatrial run`).")
-        return load_version(files, str(version), champion, evaluated_champion(notebook),
+            raise AuditStoreError(f"run {evidence.run} of {model} version {version} has no {' or '.join(missing)}; its "
+                                  "evaluate or explain stage did not finish. Rerun the pipeline (`seatrial run`).")
+        notebook = next((v for k, v in p.items() if k.startswith("notebook:") and k.endswith("_evaluate")), None)
+        return load_version(files, str(version), champion, review.evaluated_champion(notebook),
                             _champion_booster(root, model, champion))
     return cached_version(key, load), evidence
 
