@@ -5,6 +5,7 @@ import base64
 import hashlib
 import os
 import re
+import time
 
 import pytest
 
@@ -196,3 +197,62 @@ def test_roles_are_read_again_when_it_matters(cred):
     remove_user(cred, ANN)
     assert current_identity(opened, cred) == Identity(ANN, frozenset())
     assert current_identity(opened, None) is opened   # single-user mode: nobody to ask
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    "Keep even a file written a moment ago parsed (the tests cannot wait two seconds for it to settle)."
+    from seatrial import access, core
+    monkeypatch.setattr(core, "_SETTLED_NS", 0)
+    monkeypatch.setattr(access, "_parsed", {})
+    return access
+
+
+def test_unchanged_file_is_not_parsed_again(cred, kept, monkeypatch):
+    assert read_users(cred)[ANN].can_approve
+    monkeypatch.setattr(kept, "_parse", lambda path, text: pytest.fail("parsed again"))
+    assert read_users(cred)[ANN].can_approve and authenticate(cred, BO, BO_PW) is not None
+
+
+def test_role_change_is_seen_at_once(cred, kept):
+    assert read_users(cred)[BO].roles == {"viewer"}
+    add_user(cred, BO, BO_PW, "approver", replace=True)   # atomic replace: a new inode
+    assert read_users(cred)[BO].can_approve
+    remove_user(cred, BO)
+    assert set(read_users(cred)) == {ANN}
+
+
+def test_edit_in_place_to_the_same_size_and_mtime_is_seen(cred, kept):
+    "An editor that swaps two roles in place and puts the mtime back: only the ctime moves, and that is enough."
+    assert read_users(cred)[ANN].can_approve and not read_users(cred)[BO].can_approve
+    before, text = cred.stat(), cred.read_text()
+    swapped = text.replace('role = "approver"', "@A").replace('role = "viewer"', 'role = "approver"').replace("@A", 'role = "viewer"')
+    assert len(swapped) == len(text) and swapped != text
+    time.sleep(0.05)   # past a tick of the filesystem's clock
+    with open(cred, "r+") as f: f.write(swapped)
+    os.utime(cred, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = cred.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert not read_users(cred)[ANN].can_approve and read_users(cred)[BO].can_approve
+
+
+def test_failures_are_never_kept(cred, kept):
+    good = cred.read_text()
+    assert set(read_users(cred)) == {ANN, BO}
+    cred.write_text(good + "[users.x\n")
+    for _ in range(2):
+        with pytest.raises(CredentialsFileError, match="not valid TOML"):
+            read_users(cred)
+    cred.unlink()
+    for _ in range(2):
+        with pytest.raises(CredentialsFileError, match="no credentials file here"):
+            read_users(cred)
+    cred.write_text(good)
+    assert set(read_users(cred)) == {ANN, BO}
+
+
+def test_kept_users_are_not_changed_by_callers(cred, kept):
+    read_users(cred)
+    users = kept._read(cred)
+    users.clear()
+    assert set(read_users(cred)) == {ANN, BO}

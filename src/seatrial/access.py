@@ -15,12 +15,13 @@ import os
 import re
 import secrets
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .core import SeatrialError, atomic_path
+from .core import SeatrialError, atomic_path, file_signature
 
 # %% auto #0
 __all__ = ['ROLES', 'MIN_PASSWORD_LENGTH', 'AccessError', 'CredentialsFileError', 'InvalidUserError', 'WeakPasswordError',
@@ -164,13 +165,8 @@ def _entry_line(lines: list[str], name: str) -> int | None:
             if name in table.get("users", {}): return i
     return None
 
-def _read(path: Path) -> dict[str, tuple[str, str]]:
-    "name -> (role, stored hash), validated."
-    try: text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CredentialsFileError(f"{path}: no credentials file here; create it by adding a user (seatrial.access.add_user)") from None
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
-        raise CredentialsFileError(f"{path}: cannot read the credentials file ({e})") from None
+def _parse(path: Path, text: str) -> dict[str, tuple[str, str]]:
+    "name -> (role, stored hash) from the file's text, validated."
     try: raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise CredentialsFileError(f"{path}: not valid TOML: {e}; fix that line, or recreate the file with add_user") from None
@@ -196,6 +192,26 @@ def _read(path: Path) -> dict[str, tuple[str, str]]:
             raise CredentialsFileError(f"{where}: {e}; fix the entry, or set it again with add_user(..., replace=True)") from None
         out[name] = (entry["role"], entry["password"])
     return out
+
+_parsed: dict[Path, tuple[tuple, dict[str, tuple[str, str]]]] = {}   # path -> (file signature, its users)
+_parsed_lock = threading.Lock()
+
+def _read(path: Path) -> dict[str, tuple[str, str]]:
+    "name -> (role, stored hash), validated; parsed again whenever the file's signature moves."
+    try:
+        with open(path, encoding="utf-8") as f:
+            sig = file_signature(f)
+            with _parsed_lock: seen = _parsed.get(path)
+            if sig and seen and seen[0] == sig: return dict(seen[1])   # a copy: add_user changes what it gets
+            text = f.read()
+    except FileNotFoundError:
+        raise CredentialsFileError(f"{path}: no credentials file here; create it by adding a user (seatrial.access.add_user)") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
+        raise CredentialsFileError(f"{path}: cannot read the credentials file ({e})") from None
+    users = _parse(path, text)
+    if sig:
+        with _parsed_lock: _parsed[path] = (sig, users)
+    return dict(users)
 
 def read_users(
     path: str | os.PathLike,  # the credentials file
@@ -243,7 +259,7 @@ def remove_user(
         tmp.write_text(_render(users), encoding="utf-8")
         os.chmod(tmp, 0o600)
 
-# %% ../../nbs/22_access.ipynb #c022
+# %% ../../nbs/22_access.ipynb #c024
 @cache
 def _dummy_hash() -> str: return hash_password(secrets.token_urlsafe(16))
 
@@ -260,7 +276,7 @@ def authenticate(
     role, stored = users[name]
     return Identity(name, roles_for(role)) if verify_password(password, stored) else None
 
-# %% ../../nbs/22_access.ipynb #c025
+# %% ../../nbs/22_access.ipynb #c027
 def local_identity() -> Identity:
     "The person at this machine: $SEATRIAL_USER or the OS user, as viewer and approver."
     name = os.environ.get("SEATRIAL_USER")
@@ -273,7 +289,7 @@ def local_identity() -> Identity:
         if not _NAME.fullmatch(name): name = "local"
     return Identity(name, roles_for("approver"))
 
-# %% ../../nbs/22_access.ipynb #c028
+# %% ../../nbs/22_access.ipynb #c030
 def _in_server_session() -> bool:
     if "panel" not in sys.modules: return False      # panel is never imported just to find out
     from panel.io.state import state

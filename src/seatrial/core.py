@@ -9,41 +9,74 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 # %% auto #0
-__all__ = ['SeatrialError', 'hash_path', 'hash_text', 'hash_json', 'atomic_path', 'write_json', 'read_json']
+__all__ = ['SeatrialError', 'file_signature', 'hash_path', 'hash_text', 'hash_json', 'atomic_path', 'write_json', 'read_json']
 
 # %% ../../nbs/00_core.ipynb #c005
 class SeatrialError(Exception):
     "Base of every error seatrial raises on purpose; its message is meant for the user."
 
 # %% ../../nbs/00_core.ipynb #c007
-_CHUNK = 1 << 20
+_SETTLED_NS = 2_000_000_000   # a file changed more recently than this could change again without its signature moving
 
-def _update_with_file(h, path: Path) -> None:
+def file_signature(
+    f: IO,  # an open file
+) -> tuple[int, int, int, int, int] | None:  # (device, inode, size, mtime_ns, ctime_ns), or None when too fresh to trust
+    "Which version of a file is open, told without reading it; None for a file changed in the last two seconds or not a regular file."
+    now = time.time_ns()   # taken first: any write after this gets a later ctime than a settled file's
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode) or now - st.st_ctime_ns < _SETTLED_NS: return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+# %% ../../nbs/00_core.ipynb #c010
+_CHUNK = 1 << 20
+_MEMO_SIZE = 4096                              # files; an entry is a path, five numbers and a digest
+_memo: OrderedDict[tuple, str] = OrderedDict()   # (resolved path, *signature) -> hex sha256, least recently used first
+_memo_lock = threading.Lock()
+
+def _update_with_file(h, f: IO) -> None:
+    while chunk := f.read(_CHUNK): h.update(chunk)
+
+def _file_digest(path: Path) -> str:
+    "Hex sha256 of one file, from the memo while its signature is unchanged."
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK): h.update(chunk)
+        sig = file_signature(f)
+        key = (str(path.resolve()), *sig) if sig else None
+        with _memo_lock:
+            if key and key in _memo:
+                _memo.move_to_end(key)
+                return _memo[key]
+        h = hashlib.sha256()
+        _update_with_file(h, f)
+    if key:
+        with _memo_lock:
+            _memo[key] = h.hexdigest()
+            if len(_memo) > _MEMO_SIZE: _memo.popitem(last=False)
+    return h.hexdigest()
 
 def hash_path(
     path: str | os.PathLike,  # a file, or a directory such as a zarr store
 ) -> str:  # hex sha256 of the content
-    "Content hash of a file or of a directory tree (names and bytes, in sorted order)."
+    "Content hash of a file or of a directory tree (names and bytes, in sorted order); a file's is memoised."
     path = Path(path)
+    if not path.is_dir(): return _file_digest(path)
     h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(p.relative_to(path).as_posix().encode() + b"\0")
-            _update_with_file(h, p)
-    else:
-        _update_with_file(h, path)
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(p.relative_to(path).as_posix().encode() + b"\0")
+        with open(p, "rb") as f: _update_with_file(h, f)
     return h.hexdigest()
 
-# %% ../../nbs/00_core.ipynb #c010
+# %% ../../nbs/00_core.ipynb #c015
 def hash_text(text: str) -> str:
     "Hex sha256 of a UTF-8 string."
     return hashlib.sha256(text.encode()).hexdigest()
@@ -52,7 +85,7 @@ def hash_json(obj: Any) -> str:
     "Hex sha256 of an object's canonical JSON (sorted keys, no whitespace)."
     return hash_text(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str))
 
-# %% ../../nbs/00_core.ipynb #c013
+# %% ../../nbs/00_core.ipynb #c018
 @contextmanager
 def atomic_path(
     target: str | os.PathLike,  # the file or directory to create or replace
@@ -68,7 +101,7 @@ def atomic_path(
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
 
-# %% ../../nbs/00_core.ipynb #c016
+# %% ../../nbs/00_core.ipynb #c021
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     "Write `obj` as indented JSON, atomically; returns the path."
     with atomic_path(path) as tmp:
