@@ -21,35 +21,14 @@ from panel.viewable import Viewer
 from .store import AuditStore
 
 # %% auto #0
-__all__ = ['COLOURS', 'CMAP', 'SEA', 'LAND', 'COAST', 'TRACK', 'MARK', 'THRESHOLD', 'land_outlines', 'on_land', 'MapData',
-           'map_data', 'MapView', 'warm_up']
+__all__ = ['COLOURS', 'CMAP', 'SEA', 'LAND', 'COAST', 'TRACK', 'MARK', 'THRESHOLD', 'land_outlines', 'MapData', 'map_data',
+           'MapView', 'warm_up']
 
 # %% ../../../nbs/25_audit_map.ipynb #c006
 @cache
 def land_outlines() -> dict:  # header (source, licence, crs, precision) and `polygons`: lists of rings of [lon, lat]
     "The Natural Earth 1:110m country outlines shipped with seatrial."
     return json.loads(files("seatrial").joinpath("data", "ne_110m_land.json").read_text(encoding="utf-8"))
-
-@cache
-def _rings() -> tuple[np.ndarray, ...]:
-    return tuple(np.asarray(r, dtype=float) for poly in land_outlines()["polygons"] for r in poly)
-
-def on_land(
-    lon: Any,   # longitudes in degrees east (a number or an array)
-    lat: Any,   # latitudes in degrees north, same shape
-) -> np.ndarray:  # True where the point lies on land at 1:110m
-    "Whether points lie on land, by the shipped outlines (even-odd rule over every ring)."
-    lon, lat = np.atleast_1d(np.asarray(lon, dtype=float)), np.atleast_1d(np.asarray(lat, dtype=float))
-    inside = np.zeros(lon.shape, bool)
-    for r in _rings():
-        near = ((lon >= r[:, 0].min()) & (lon <= r[:, 0].max()) & (lat >= r[:, 1].min()) & (lat <= r[:, 1].max()))
-        if not near.any(): continue
-        px, py = lon[near, None], lat[near, None]
-        x0, y0, x1, y1 = r[:-1, 0], r[:-1, 1], r[1:, 0], r[1:, 1]
-        dy = np.where(y1 == y0, np.inf, y1 - y0)
-        crosses = ((y0 > py) != (y1 > py)) & (px < x0 + (x1 - x0) * (py - y0) / dy)
-        inside[near] ^= (crosses.sum(axis=1) % 2).astype(bool)
-    return inside
 
 # %% ../../../nbs/25_audit_map.ipynb #c010
 def _mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

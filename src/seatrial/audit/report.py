@@ -31,7 +31,7 @@ def _png(fig) -> str:
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 def map_figure(
-    frame: pd.DataFrame,   # one row per point: lon, lat and the value column
+    frame: pd.DataFrame,   # the store's frame: row_id, lon, lat and the value column
     lon: str, lat: str,    # coordinate columns
     value: str,            # what colours the map, e.g. "residual"
     width: int = 480, height: int = 240,  # raster cells across and down (each drawn as a block of screen pixels)
@@ -40,13 +40,11 @@ def map_figure(
     import datashader as ds
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
-    from seatrial.audit.map import land_outlines
-    x0, x1 = float(frame[lon].min()), float(frame[lon].max())
-    y0, y1 = float(frame[lat].min()), float(frame[lat].max())
-    pad_x, pad_y = max((x1 - x0) * 0.05, 1.0), max((y1 - y0) * 0.05, 1.0)
-    x0, x1, y0, y1 = x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y
+    from seatrial.audit.map import MapData, land_outlines
+    m = MapData(frame, {"lon": lon, "lat": lat, "entity": None, "time": None})   # the app's extent and value table
+    (x0, x1), (y0, y1) = m.xlim, m.ylim
     agg = ds.Canvas(plot_width=width, plot_height=height, x_range=(x0, x1), y_range=(y0, y1)).points(
-        frame, lon, lat, agg=ds.mean(value))
+        m.table(value), "x", "y", agg=ds.mean("value"))
     limit = float(np.nanpercentile(np.abs(agg.values), 98)) if np.isfinite(agg.values).any() else 1.0
     fig = Figure(figsize=(9, 4.5))   # not pyplot: a notebook's own backend and figures stay as they are
     ax = fig.add_subplot()
