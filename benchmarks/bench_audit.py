@@ -162,13 +162,7 @@ lon = "lon"
 target = "{target}"
 features = {features}
 
-[regimes]
-vessel = {{ column = "vessel_id" }}
-speed_band = {{ column = "stw_kn", bins = [0, 8, 11, 14, 30] }}
-sea_state = {{ column = "hs_m", bins = [0, 1.25, 2.5, 4, 20] }}
-region = {{ by = "region", size_deg = 10 }}
-month = {{ column = "time", by = "month" }}
-"""
+{regimes}"""
 
 
 def pipeline_stage(work: Path, n: int) -> dict:
@@ -209,7 +203,8 @@ def pipeline_stage(work: Path, n: int) -> dict:
     p.to_parquet(out / "predictions.parquet", index=False)
     write_shap(shap, rows["row_id"].to_numpy(), out / "shap.parquet")
     rows.assign(split="test").to_parquet(out / "features.parquet", index=False)
-    (out / "dataset.toml").write_text(CONFIG.format(target=TARGET, features=json.dumps(feats)))
+    from seatrial.fleet import REGIMES_TOML
+    (out / "dataset.toml").write_text(CONFIG.format(target=TARGET, features=json.dumps(feats), regimes=REGIMES_TOML))
     rmse = lambda a: float(np.sqrt(np.mean((y - a) ** 2)))   # noqa: E731
     (out / "metrics.json").write_text(json.dumps({"overall": {"rmse": rmse(pred)}, "champion": {"rmse": rmse(champion_pred)}}))
     (out / "checks.json").write_text(json.dumps([{"name": "plausible", "passed": True, "value": None, "threshold": None,

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 # %% auto #0
 __all__ = ['PORTS', 'WAYPOINTS', 'SEA_EDGES', 'REGION', 'VESSEL_TYPES', 'VESSEL_CLASSES', 'VESSEL_COLUMNS', 'STEP', 'SERVICES',
-           'WEATHER_VARIABLES', 'KN', 'FAULT_SHARES', 'SENSOR_COLUMNS', 'TELEMETRY_COLUMNS', 'FleetError',
-           'bearing_deg', 'great_circle', 'route_between', 'make_vessels', 'plan_voyages', 'sail_voyages',
+           'WEATHER_VARIABLES', 'KN', 'FAULT_SHARES', 'SENSOR_COLUMNS', 'TELEMETRY_COLUMNS', 'REGIMES_TOML',
+           'FleetError', 'bearing_deg', 'great_circle', 'route_between', 'make_vessels', 'plan_voyages', 'sail_voyages',
            'make_weather', 'sample_weather', 'write_weather', 'days_since_drydock', 'compute_fuel', 'inject_faults',
            'size_fleet', 'Fleet', 'generate_fleet', 'write_dataset_config', 'generate_demo']
 
@@ -660,6 +660,14 @@ def generate_fleet(
     return Fleet(tele, vessels, weather, faults)
 
 # %% ../../nbs/02_fleet.ipynb #c044
+REGIMES_TOML = '''[regimes]
+vessel = { column = "vessel_id" }
+speed_band = { column = "stw_kn", bins = [0, 8, 11, 14, 30] }
+sea_state = { column = "hs_m", bins = [0, 1.25, 2.5, 4, 20] }
+region = { by = "region", size_deg = 10 }
+month = { column = "time", by = "month" }
+'''   # the fleet's regimes: also those of benchmarks that stand in for the fleet
+
 _CONFIG = '''# The seatrial demo fleet: synthetic vessel telemetry and weather (seatrial.fleet.generate_demo, seed={seed}).
 name = "fleet"
 task = "regression"
@@ -743,13 +751,7 @@ derived = ["stw_cubed", "admiralty", "head_wind_ms", "head_current_kn", "wind_sp
 [split]
 cutoff = "{cutoff}"   # UTC; 80% of the period is before it
 
-[regimes]
-vessel = {{ column = "vessel_id" }}
-speed_band = {{ column = "stw_kn", bins = [0, 8, 11, 14, 30] }}
-sea_state = {{ column = "hs_m", bins = [0, 1.25, 2.5, 4, 20] }}
-region = {{ by = "region", size_deg = 10 }}
-month = {{ column = "time", by = "month" }}
-
+{regimes}
 [baseline]
 features = ["admiralty"]
 
@@ -773,7 +775,7 @@ def write_dataset_config(
     "Write the demo fleet's dataset config, with the split cutoff at 80% of the period."
     t = telemetry.time
     cutoff = (t.min() + 0.8 * (t.max() - t.min())).floor("h").tz_localize(None).isoformat()
-    with atomic_path(path) as tmp: tmp.write_text(_CONFIG.format(seed=seed, cutoff=cutoff))
+    with atomic_path(path) as tmp: tmp.write_text(_CONFIG.format(seed=seed, cutoff=cutoff, regimes=REGIMES_TOML))
     return Path(path)
 
 # %% ../../nbs/02_fleet.ipynb #c047
