@@ -68,7 +68,12 @@ class QueueView(Viewer):
         self._empty.visible = frame.empty
 
     def _open_choice(self) -> None:
-        if self._choice.value: self.store.param.update(model=self._choice.value[0], version=self._choice.value[1])
+        if not self._choice.value: return
+        model, version = self._choice.value
+        if (model, version) == (self.store.model, self.store.version):
+            self.store.reload()     # open it again: fresh evidence, today's champion
+        else:
+            self.store.param.update(model=model, version=version)
 
     def open_newest(self) -> None:
         "Open the newest candidate, if any waits."
@@ -105,14 +110,20 @@ class DecisionView(Viewer):
         self._approve.on_click(lambda _: self.decide("approve"))
         self._reject.on_click(lambda _: self.decide("reject"))
         self._message = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self._compared = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._evidence = pn.widgets.Tabulator(pd.DataFrame(columns=["item", "value"]), disabled=True,
                                               show_index=False, sizing_mode="stretch_width", name="evidence")
         self._show_evidence()
 
     @param.depends("store.evidence", watch=True)
     def _show_evidence(self) -> None:
-        ev = self.store.evidence
+        s = self.store
+        ev = s.evidence
         self._evidence.value = evidence_frame(ev) if ev is not None else pd.DataFrame(columns=["item", "value"])
+        champion = f"champion version {inert(s.champion_version)}" if s.champion_version else "no champion (there is none yet)"
+        self._compared.object = (f"Deciding on **{inert(s.model)} version {inert(s.version)}**, compared with {champion}. "
+                                 "If its evidence or the champion changes before you decide, the decision is refused: "
+                                 "open the version again from the queue." if ev is not None else "")
         self._message.visible = False
 
     def decide(self,
@@ -145,7 +156,7 @@ class DecisionView(Viewer):
                                      alert_type="warning")
         else:
             controls = pn.Column(self._comment, pn.Row(self._approve, self._reject))
-        return pn.Column("## Decision", controls, self._message, "### Evidence this decision pins", self._evidence,
+        return pn.Column("## Decision", self._compared, controls, self._message, "### Evidence this decision pins", self._evidence,
                          sizing_mode="stretch_width")
 
 # %% ../../../nbs/26_audit_app.ipynb #c015
