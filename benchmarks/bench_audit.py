@@ -28,8 +28,9 @@ One benchmark run, side by side:
      from the map (its BoundsXY stream's event: the store's selection, then every view shown that follows it), "Clear
      selection" (every row again: the costliest re-render), a zoom (the map's RangeXY streams updated and triggered
      together, as a browser zoom does: datashader re-aggregates points and tracks; below the map's threshold there is
-     nothing to do on the server), and opening the Explanations tab with a selection on (dynamic tabs render it
-     then). `--repeat` of each, medians. Without a browser only the HTTP page is timed: Panel holds every update of
+     nothing to do on the server), opening the Explanations tab with a selection on (a tab is built when first
+     shown), back to Review, and box selections again (the Explanations tab, once built, follows every selection
+     too). `--repeat` of each, medians. Without a browser only the HTTP page is timed: Panel holds every update of
      a session until a client has connected, so there would be nothing to time. Server RSS is read at the end (all
      sessions still open), and the process's peak RSS; the browser runs in its own processes, not counted.
 - explainerdashboard 0.5.8 (`bench_explainerdashboard.py`, its own venv, one process per size and setting, each with
@@ -57,6 +58,7 @@ import os
 import platform
 import resource
 import statistics
+import tomllib
 import subprocess
 import sys
 import threading
@@ -170,7 +172,9 @@ def pipeline_stage(work: Path, n: int) -> dict:
     import lightgbm as lgb
     import numpy as np
     import pandas as pd
+    from seatrial.evaluate import add_regimes
     from seatrial.explain import compute_shap, write_shap
+    from seatrial.fleet import REGIMES_TOML
     meta = json.loads((work / "model.json").read_text())
     feats = meta["features"]
     out = work / f"rows-{n}"
@@ -189,21 +193,17 @@ def pipeline_stage(work: Path, n: int) -> dict:
     shap_s = time.perf_counter() - t
     t = time.perf_counter()
     y = rows[TARGET].to_numpy()
-    stw, hs = rows["stw_kn"].to_numpy(), rows["hs_m"].to_numpy()
-    lat, lon = rows["lat"].to_numpy(), rows["lon"].to_numpy()
-    region = pd.Categorical([f"{a:+03d},{b:+04d}" for a, b in zip((np.floor(lat / 10) * 10).astype(int),
-                                                                 (np.floor(lon / 10) * 10).astype(int))])
+    stw = rows["stw_kn"].to_numpy()
     p = pd.DataFrame({"row_id": rows["row_id"], "split": "test", "target": y, "pred": pred,
                       "baseline_pred": np.polyval(np.polyfit(stw ** 3, y, 1), stw ** 3), "champion_pred": champion_pred,
-                      "residual": y - pred, "time": rows["time"], "vessel_id": rows["vessel_id"], "lat": lat, "lon": lon,
-                      "regime_vessel": rows["vessel_id"],
-                      "regime_speed_band": pd.cut(stw, [0, 8, 11, 14, 30]).astype(str),
-                      "regime_sea_state": pd.cut(hs, [0, 1.25, 2.5, 4, 20]).astype(str),
-                      "regime_region": region, "regime_month": rows["time"].dt.strftime("%Y-%m")})
+                      "residual": y - pred, "time": rows["time"], "vessel_id": rows["vessel_id"],
+                      "lat": rows["lat"], "lon": rows["lon"]})
+    regimes = add_regimes(rows[["vessel_id", "stw_kn", "hs_m", "lat", "lon", "time"]],   # as the evaluate stage labels
+                          tomllib.loads(REGIMES_TOML)["regimes"])
+    p = p.join(regimes.filter(like="regime_"))
     p.to_parquet(out / "predictions.parquet", index=False)
     write_shap(shap, rows["row_id"].to_numpy(), out / "shap.parquet")
     rows.assign(split="test").to_parquet(out / "features.parquet", index=False)
-    from seatrial.fleet import REGIMES_TOML
     (out / "dataset.toml").write_text(CONFIG.format(target=TARGET, features=json.dumps(feats), regimes=REGIMES_TOML))
     rmse = lambda a: float(np.sqrt(np.mean((y - a) ** 2)))   # noqa: E731
     (out / "metrics.json").write_text(json.dumps({"overall": {"rmse": rmse(pred)}, "champion": {"rmse": rmse(champion_pred)}}))
@@ -445,11 +445,14 @@ def _rerender(app, root, doc, repeat: int, profile: Path | None = None) -> dict:
     for k, v in times.items():
         if v: res[f"{k}_s"], res[f"{k}_s_max"] = statistics.median(v), max(v)
     tabs = [t for t in root.select(pn.Tabs) if "Explanations" in getattr(t, "_names", [])]
-    if tabs:   # a reviewer with a selection on turns to the explanations: the tab is rendered then (dynamic tabs)
+    if tabs:   # a reviewer with a selection on turns to the explanations: the tab is built then, and stays
         tab, review = tabs[0], tabs[0].active
         _in_session(doc, lambda: _select(app, next(_boxes(store, 1))))
         res["explanations_tab_s"] = _in_session(doc, lambda: setattr(tab, "active", tab._names.index("Explanations")))[1]
         res["review_tab_s"] = _in_session(doc, lambda: setattr(tab, "active", review))[1]
+        _in_session(doc, app.map.clear)
+        again = [_in_session(doc, lambda box=box: _select(app, box))[1] for box in _boxes(store, repeat)]
+        res["select_all_tabs_s"], res["select_all_tabs_s_max"] = statistics.median(again), max(again)
         _in_session(doc, app.map.clear)
     return res
 
@@ -577,16 +580,18 @@ def table(seatrial: dict, peer: dict, rows: list[int], peer_rows: list[int]) -> 
 def detail_table(seatrial: dict) -> str:
     "Further server-side timings of the app, per size."
     lines = ["| rows | server start s: imports / warm-up | first session's page (HTTP) s | rows selected (median) | box selection s (max) "
-             "| clear selection s (max) | zoom s (max) | open the Explanations tab s | back to Review s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| clear selection s (max) | zoom s (max) | open the Explanations tab s | back to Review s "
+             "| box selection with Explanations built s (max) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in sorted(seatrial.items()):
         s = r.get("server", {})
-        if "load_s" not in s: lines.append(f"| {n:,} | {_s(s)} | | | | | | | |"); continue
+        if "load_s" not in s: lines.append(f"| {n:,} | {_s(s)} | | | | | | | | |"); continue
         sel = s.get("selected_rows")
         lines.append(f"| {n:,} | {_s(s.get('import_s'))} / {_s(s.get('server_setup_s'))} | {_s(s.get('page_http_first_s'))} | {'–' if sel is None else f'{sel:,}'} "
                      f"| {_s(s.get('select_s_max'))} | {_s(s.get('clear_s_max'))} "
                      f"| {'client-side' if s.get('rasterised') is False else _s(s.get('zoom_s_max'))} "
-                     f"| {_s(s.get('explanations_tab_s'))} | {_s(s.get('review_tab_s'))} |")
+                     f"| {_s(s.get('explanations_tab_s'))} | {_s(s.get('review_tab_s'))} "
+                     f"| {_s(s.get('select_all_tabs_s'))} ({_s(s.get('select_all_tabs_s_max'))}) |")
     return "\n".join(lines)
 
 

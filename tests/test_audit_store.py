@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from conftest import mlflow_client
 
-from seatrial.audit.store import INVERSE_LINK, AuditStore, AuditStoreError, clear_cache, load_version, open_version
+from seatrial.audit import store as audit_store
+from seatrial.audit.store import (INVERSE_LINK, AuditStore, AuditStoreError, cached_version, clear_cache, demo_data,
+                                  load_version, open_version)
 from seatrial.core import SeatrialError, read_json
 from seatrial.review import UnknownVersionError, collect_evidence
 from seatrial.train import load_booster, predict_lightgbm
@@ -189,3 +191,16 @@ def test_unknown_version_is_refused(project, fresh):
     store = AuditStore()
     with pytest.raises(AuditStoreError, match="no model version is open"):
         store.regime_table("vessel")
+
+
+def test_the_cache_keeps_versions_within_its_memory_budget(monkeypatch, fresh):
+    made = [demo_data(2000, seed=k) for k in range(3)]
+    monkeypatch.setattr(audit_store, "CACHE_BYTES", int(made[0].nbytes() * 2.5))
+    for k, d in enumerate(made): cached_version((k,), lambda d=d: d)
+    assert list(audit_store._CACHE) == [(1,), (2,)]          # the oldest went
+    d = made[2]                                               # frame and feature values count
+    assert d.nbytes() == int(d.frame.memory_usage(index=False).sum() + d.feature_values().memory_usage(index=False).sum())
+    monkeypatch.setattr(audit_store, "CACHE_BYTES", 1)
+    cached_version((3,), lambda: made[0])
+    assert list(audit_store._CACHE) == [(3,)]                # the newest stays, however large
+    assert made[0].derived("x", lambda: [1]) is made[0].derived("x", lambda: [2])

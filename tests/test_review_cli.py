@@ -36,18 +36,23 @@ def test_list_show_approve_history_verify(fleet_project):
     digest = re.search(r"^evidence ([0-9a-f]{64})$", shown.stdout, re.M).group(1)
     assert "sha256 shap" in shown.stdout and "sha256 notebook:05_explain" in shown.stdout
 
-    stale = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", "0" * 64)
+    stale = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", "0" * 64,
+                         "--champion", "none")
     assert stale.returncode == 1 and "evidence" in stale.stderr.lower() and "Traceback" not in stale.stderr
     done = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "speed-band errors below baseline",
-                        "--evidence", digest, "--user", "ana")
+                        "--evidence", digest, "--champion", "none", "--user", "ana")
     assert done.returncode == 0, done.stderr
     assert "approved" in done.stdout
     assert str(mlflow_client(root).get_model_version_by_alias("fleet", "champion").version) == "2"
 
-    again = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "once more", "--evidence", digest)
+    again = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "once more", "--evidence", digest,
+                         "--champion", "2")
     assert again.returncode == 1 and "already decided" in again.stderr
-    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", _evidence(root, "1"))
+    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", _evidence(root, "1"),
+                         "--champion", "2")
     assert empty.returncode == 1 and "comment is empty" in empty.stderr
+    listed = run_seatrial(root, "review", "list")
+    assert re.search(r"fleet\s+1 .*vs champion 2 on the champion's own test rows", listed.stdout), listed.stdout
     shown = run_seatrial(root, "review", "show", "fleet", "1")
     assert re.search(r"champion\s+2 .*\(on the champion's own test rows\)", shown.stdout), shown.stdout
     moved = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse", "--evidence", _evidence(root, "1"),
@@ -63,9 +68,9 @@ def test_list_show_approve_history_verify(fleet_project):
 def test_verify_names_a_tampered_entry(fleet_project):
     root = fleet_project
     assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse at sea state 4+",
-                        "--evidence", _evidence(root, "1")).returncode == 0
+                        "--evidence", _evidence(root, "1"), "--champion", "none").returncode == 0
     assert run_seatrial(root, "review", "approve", "fleet", "2", "-m", "better everywhere",
-                        "--evidence", _evidence(root, "2")).returncode == 0
+                        "--evidence", _evidence(root, "2"), "--champion", "none").returncode == 0
     ledger = root / "ledger" / "decisions.jsonl"
     lines = ledger.read_text().splitlines()
     entry = json.loads(lines[0])
@@ -84,14 +89,17 @@ def test_credentials_decide_who_may_approve(fleet_project):
     creds = _users(root)
     digest = _evidence(root, "2")
     unpinned = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok")
-    assert unpinned.returncode == 2 and "--evidence" in unpinned.stderr   # a decision names what was reviewed
-    viewer = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
+    assert unpinned.returncode == 2 and "--evidence" in unpinned.stderr and "--champion" in unpinned.stderr   # what was reviewed
+    viewer = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--champion", "none",
+                          "--credentials", str(creds),
                           "--user", "vic", "--password-stdin", input=PASSWORD["vic"] + "\n")
     assert viewer.returncode == 1 and "approver" in viewer.stderr
-    wrong = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
+    wrong = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--champion", "none",
+                         "--credentials", str(creds),
                          "--user", "ana", "--password-stdin", input="not-her-password\n")
     assert wrong.returncode == 1 and "do not match" in wrong.stderr
-    ana = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--credentials", str(creds),
+    ana = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "ok", "--evidence", digest, "--champion", "none",
+                       "--credentials", str(creds),
                        "--user", "ana", "--password-stdin", input=PASSWORD["ana"] + "\n")
     assert ana.returncode == 0, ana.stderr
     entries = [json.loads(line) for line in (root / "ledger" / "decisions.jsonl").read_text().splitlines()]
@@ -114,7 +122,7 @@ def test_audit_refuses_logins_without_a_cookie_secret(fleet_project):
 def test_export_writes_one_offline_html_file(fleet_project):
     root = fleet_project
     assert run_seatrial(root, "review", "reject", "fleet", "1", "-m", "<b>not</b> yet: hull fouling unexplained",
-                        "--evidence", _evidence(root, "1")).returncode == 0
+                        "--evidence", _evidence(root, "1"), "--champion", "none").returncode == 0
     out = root / "audit-v1.html"
     proc = run_seatrial(root, "review", "export", "fleet", "1", "-o", str(out))
     assert proc.returncode == 0, proc.stderr

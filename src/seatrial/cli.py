@@ -150,7 +150,8 @@ def cmd_review_list(args) -> int:
         print("no version awaits review", file=sys.stderr); return 0
     print(f"{'model':<14} {'version':>7}  {'run':<30} {'checks':<20} metrics (delta vs champion)")
     for c in waiting:
-        deltas = "  ".join(f"{k} {v:+.4g}" for k, v in c["deltas"].items()) + f" on {c['compared_on']}"
+        deltas = ("  ".join(f"{k} {v:+.4g}" for k, v in c["deltas"].items())
+                  + f" vs champion {c['champion_version']} on {c['compared_on']}")
         print(f"{c['model']:<14} {c['version']:>7}  {c['run']:<30} {c['checks_summary']:<20} "
               f"{_fmt_metrics(c['metrics'])}{f'  ({deltas})' if c['deltas'] else ''}")
     return 0
@@ -177,7 +178,7 @@ def _decide(args, action: str) -> int:
     who = _identity(args)
     entry = decide(args.root, args.model, args.version, action, actor=who.name, roles=who.roles,
                    comment=args.message, evidence_digest=args.evidence,
-                   champion_version=None if args.champion is None else "" if args.champion == "none" else args.champion)
+                   champion_version="" if args.champion == "none" else args.champion)
     done = {"approve": "approved", "reject": "rejected"}[action]
     champion = "; it is now the champion" if action == "approve" else ""
     print(f"{args.model} version {args.version} {done} by {who.name} (ledger entry {entry['seq']}){champion}")
@@ -286,9 +287,9 @@ def add_review_commands(sub) -> None:
         p.add_argument("-m", "--message", required=True, help="why (required)")
         p.add_argument("--evidence", required=True, metavar="DIGEST",
                        help="the evidence digest of what you reviewed (printed by `review show`); refused if it changed")
-        p.add_argument("--champion", metavar="VERSION",
+        p.add_argument("--champion", required=True, metavar="VERSION",
                        help="the champion you compared it with, as `review show` printed it ('none' when there was "
-                            "none); refused if it moved")
+                            "none); refused if it is not the champion any more")
         _who_args(p)
         p.set_defaults(func=func)
     rb = rs.add_parser("rollback", help="return the champion to the previous one (approvers only)")

@@ -10,6 +10,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -179,8 +180,14 @@ def evaluated_champion(
     notebook: str | os.PathLike | None,   # the executed evaluate notebook
 ) -> str | None:  # the champion version it compared against, "" for none, None when unknown
     "Which champion the evaluate stage's `champion_pred` came from (read from papermill's injected parameters)."
-    if notebook is None or not Path(notebook).exists(): return None
-    for cell in read_json(notebook).get("cells", []):
+    try: st = os.stat(notebook) if notebook is not None else None
+    except OSError: st = None
+    return None if st is None else _injected_champion(str(notebook), st.st_ino, st.st_size, st.st_mtime_ns)
+
+@lru_cache(maxsize=1024)
+def _injected_champion(path: str, *signature: int) -> str | None:
+    "evaluated_champion of one version of a notebook file: each queue refresh does not parse every notebook again."
+    for cell in read_json(path).get("cells", []):
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             found = _INJECTED.search("".join(cell["source"]))
             if found: return Path(found.group(2)).name if found.group(2) else ""
@@ -215,7 +222,7 @@ def describe(
     champion_version: str | None = None,  # the champion to compare with (default: the current one; "": none)
     champion_metrics: dict | None = None, # its headline metrics on its own test rows, if already known
     registered: Any = None,               # the version's registry entry, if already fetched
-) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, champion_version, champion_metrics, champion_metrics_same_rows, compared_on, deltas, decision, problem
+) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, champion_version, champion_metrics, compared_on, deltas, decision, problem
     "A version as a review queue shows it."
     from seatrial import tracking
     root, version = Path(root).resolve(), str(version)
@@ -226,7 +233,7 @@ def describe(
            "data_digest": mv.tags.get("seatrial.data_digest", ""), "created": mv.created, "aliases": list(mv.aliases),
            "checks_passed": mv.tags.get("seatrial.checks_passed") == "true", "checks": [], "checks_summary": "",
            "metrics": {}, "champion_version": champion_version or None, "champion_metrics": None,
-           "champion_metrics_same_rows": None, "compared_on": "", "deltas": {}, "problem": None,
+           "compared_on": "", "deltas": {}, "problem": None,
            "decision": {k.removeprefix("seatrial.decision."): v for k, v in mv.tags.items() if k.startswith("seatrial.decision.")}}
     try:
         metrics, checks, compared = _evaluation(root, model, version, mv.tags)
@@ -235,7 +242,7 @@ def describe(
         out["checks_summary"] = mv.tags.get("seatrial.checks", "")
         return out
     failed = [c["name"] for c in checks if not c.get("passed")]
-    out |= {"metrics": metrics.get("overall") or {}, "champion_metrics_same_rows": metrics.get("champion"),
+    out |= {"metrics": metrics.get("overall") or {},
             "checks": [{k: c.get(k) for k in ("name", "passed", "meaning")} for c in checks],
             "checks_passed": not failed,
             "checks_summary": f"{len(checks) - len(failed)} of {len(checks)} passed" + (f" (failed: {', '.join(failed)})" if failed else "")}
@@ -364,7 +371,7 @@ def decide(
         if champion_version is not None and (champion_version or "") != (current or ""):
             then, now = (f"version {v}" if v else "no champion" for v in (champion_version, current))
             _refuse(led, base, ChampionMovedError(
-                f"the champion of {model} moved since version {version} was opened: it was compared with "
+                f"the champion of {model} is not the one version {version} was compared with: it was compared with "
                 f"{then}, the champion is now {now}. Re-open version {version}, compare it "
                 f"with the current champion, and decide again. This {action} by {actor} was not applied."))
         try: ev = collect_evidence(root, model, version)

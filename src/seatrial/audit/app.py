@@ -58,6 +58,7 @@ class QueueView(Viewer):
         self._open = pn.widgets.Button(name="Open for review", button_type="primary", align="end")
         self._open.on_click(lambda _: self._open_choice())
         self._empty = pn.pane.Alert("No candidate is waiting for review.", alert_type="info", visible=False)
+        self._problem = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         self._reload()
 
     @param.depends("refresh", watch=True)
@@ -70,10 +71,19 @@ class QueueView(Viewer):
     def _open_choice(self) -> None:
         if not self._choice.value: return
         model, version = self._choice.value
-        if (model, version) == (self.store.model, self.store.version):
-            self.store.reload()     # open it again: fresh evidence, today's champion
-        else:
-            self.store.param.update(model=model, version=version)
+        before = (self.store.model, self.store.version)
+        try:
+            if (model, version) == before: self.store.reload()     # open it again: fresh evidence, today's champion
+            else: self.store.param.update(model=model, version=version)
+        except SeatrialError as e:
+            self._problem.param.update(object=f"**{inert(model)} version {inert(version)} could not be opened.** {inert(e)}",
+                                       visible=True)
+            if (model, version) != before and before[1]:
+                try: self.store.param.update(model=before[0], version=before[1])   # back to what was open
+                except SeatrialError: pass   # that one is broken too now: the message above stands
+            return
+        self._problem.visible = False
+        self.refresh = True         # the queue as it is now: the champion may have moved
 
     def open_newest(self) -> None:
         "Open the newest candidate, if any waits."
@@ -83,7 +93,7 @@ class QueueView(Viewer):
 
     def __panel__(self):
         return pn.Column("## Candidates awaiting review", self._empty, self._table,
-                         pn.Row(self._choice, self._open), sizing_mode="stretch_width")
+                         pn.Row(self._choice, self._open), self._problem, sizing_mode="stretch_width")
 
 # %% ../../../nbs/26_audit_app.ipynb #c012
 def evidence_frame(evidence: review.Evidence) -> pd.DataFrame:
@@ -120,11 +130,15 @@ class DecisionView(Viewer):
         s = self.store
         ev = s.evidence
         self._evidence.value = evidence_frame(ev) if ev is not None else pd.DataFrame(columns=["item", "value"])
-        champion = f"champion version {inert(s.champion_version)}" if s.champion_version else "no champion (there is none yet)"
-        self._compared.object = (f"Deciding on **{inert(s.model)} version {inert(s.version)}**, compared with {champion}. "
-                                 "If its evidence or the champion changes before you decide, the decision is refused: "
-                                 "open the version again from the queue." if ev is not None else "")
+        self._compared.object = (f"Deciding on **{inert(s.model)} version {inert(s.version)}**, compared with "
+                                 f"{self._champion_seen()}. If its evidence or the champion changes before you decide, "
+                                 "the decision is refused: open the version again from the queue." if ev is not None else "")
+        self._approve.disabled = self._reject.disabled = ev is None
         self._message.visible = False
+
+    def _champion_seen(self) -> str:
+        v = self.store.champion_version
+        return f"champion version {inert(v)}" if v else "no champion (there is none yet)"
 
     def decide(self,
                action: str,  # "approve" or "reject"
@@ -142,6 +156,9 @@ class DecisionView(Viewer):
             return None
         version, model = s.version, s.model
         self._comment.value = ""
+        self._approve.disabled = self._reject.disabled = True     # decided: another decision needs another version
+        self._compared.object = (f"Decided on **{inert(model)} version {inert(version)}**, compared with "
+                                 f"{self._champion_seen()}. Open another version from the queue to decide on it.")
         self.decided = True     # the queue and the history are read again before we say so
         done = "approved: it is now the champion" if action == "approve" else "rejected"
         self._message.param.update(object=f"Version {inert(version)} of {inert(model)} {done}.",

@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -18,7 +16,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from .store import AuditStore
+from .store import AuditStore, VersionData
 
 # %% auto #0
 __all__ = ['COLOURS', 'CMAP', 'SEA', 'LAND', 'COAST', 'TRACK', 'MARK', 'THRESHOLD', 'land_outlines', 'MapData', 'map_data',
@@ -113,26 +111,12 @@ class MapData:
         i = int(np.searchsorted(self.row_id, row_id))
         return i if i < len(self.row_id) and self.row_id[i] == row_id else None
 
-_SHARED: OrderedDict[tuple, MapData] = OrderedDict()
-_SHARED_LOCK = threading.Lock()
-
 def map_data(
-    frame: pd.DataFrame,    # a store frame
-    columns: dict,          # the store's column names
+    data: VersionData,      # a loaded version (the store's `data`)
     mercator: bool = False, # Web Mercator metres instead of degrees
 ) -> MapData:
-    "The `MapData` of a frame, shared by every session showing the same frame (the store shares frames per version)."
-    key = (id(frame), mercator)
-    with _SHARED_LOCK:
-        found = _SHARED.get(key)
-        if found is not None and found.frame is frame:
-            _SHARED.move_to_end(key)
-            return found
-    made = MapData(frame, columns, mercator)
-    with _SHARED_LOCK:
-        _SHARED[key] = made
-        while len(_SHARED) > 4: _SHARED.popitem(last=False)
-    return made
+    "The `MapData` of a version: kept with it, so every session showing it shares one, and it goes when the version goes."
+    return data.derived(("map", mercator), lambda: MapData(data.frame, data.columns, mercator))
 
 # %% ../../../nbs/25_audit_map.ipynb #c014
 COLOURS = {"Residual (observed − predicted)": "residual",
@@ -192,7 +176,7 @@ class MapView(Viewer):
         f, c = self.store.frame, self.store.columns
         if f is None or not len(f) or not (c.get("lat") and c.get("lon")): return None
         if self._data is None or self._data.frame is not f:
-            self._data = map_data(f, c, mercator=bool(self.tiles))
+            self._data = map_data(self.store.data, mercator=bool(self.tiles))
         return self._data
 
     @property
@@ -394,8 +378,6 @@ MapView._status, MapView._figure, MapView.__panel__ = _status, _figure, __panel_
 def warm_up() -> float:  # seconds it took
     "Compile datashader's pipelines for the map (points, tracks, spreading) on a tiny frame, so no reviewer waits for them."
     import time
-
-    from seatrial.audit.store import VersionData
     t = time.perf_counter()
     f = pd.DataFrame({"row_id": np.arange(4), "time": pd.to_datetime(np.arange(4), unit="h", utc=True),
                       "entity": pd.Categorical(list("aabb")), "lat": [0.0, 1.0, 2.0, 3.0], "lon": [0.0, 1.0, 2.0, 3.0],

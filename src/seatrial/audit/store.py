@@ -73,6 +73,16 @@ class VersionData:
         imp = np.array([np.abs(self.frame[c].to_numpy(dtype=float)).mean() if len(ids) else 0.0 for c in cols])
         self.ranked = [self.features[i] for i in np.argsort(-imp, kind="stable")]
 
+    def derived(self, key: Any, make: Callable[[], Any]) -> Any:
+        "An object computed from this version (e.g. the map's arrays): made once, shared, dropped with the version."
+        with self._lock:
+            if key not in self.cache: self.cache[key] = make()
+            return self.cache[key]
+
+    def nbytes(self) -> int:
+        "Memory held by its tables: the frame, and the feature values once read."
+        return sum(int(t.memory_usage(index=False).sum()) for t in (self.frame, self.values) if t is not None)
+
     def feature_values(self) -> pd.DataFrame:
         "Model feature values of the test rows, aligned with `frame` (read once, on first need)."
         with self._lock:
@@ -175,7 +185,7 @@ def load_version(
                        outputs.get("features"), None if values is None else values[features])
 
 # %% ../../../nbs/23_audit_store.ipynb #c020
-CACHE_BYTES = 1_500_000_000   # frames of the versions kept in memory per process, together at most this
+CACHE_BYTES = 1_500_000_000   # tables of the versions kept in memory per process, together at most this
 _CACHE: OrderedDict[tuple, VersionData] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _LOADING: dict[tuple, threading.Lock] = {}
@@ -196,7 +206,7 @@ def cached_version(
         data = load()
         with _CACHE_LOCK:
             _CACHE[key] = data
-            sizes = {k: int(d.frame.memory_usage(index=False).sum()) for k, d in _CACHE.items()}
+            sizes = {k: d.nbytes() for k, d in _CACHE.items()}
             while len(_CACHE) > 1 and sum(sizes.values()) > CACHE_BYTES: sizes.pop(_CACHE.popitem(last=False)[0])
             _LOADING.pop(key, None)
     return data
