@@ -55,8 +55,11 @@ def selection_stream(view: Viewer) -> hv.streams.Stream:
     s = getattr(view, "_selection_stream", None)
     if s is None or s.store is not view.store:
         s = SelectionChanged()
-        s.store = view.store   # a counter, not the selection itself: HoloViews need not hash a million row ids
-        view.store.param.watch(lambda _: s.event(changes=s.changes + 1), "selection")
+        s.store, s.missed = view.store, False   # a counter, not the selection itself: HoloViews need not hash a million row ids
+        def changed(_):
+            if getattr(view, "live", True): s.event(changes=s.changes + 1)
+            else: s.missed = True   # a hidden view catches up when it is shown again (ExplanationView.live)
+        view.store.param.watch(changed, "selection")
         view._selection_stream = s
     return s
 
@@ -182,6 +185,14 @@ class ExplanationView(Viewer):
     top = param.Integer(15, bounds=(1, 100), doc="features shown in the importance plot and the waterfall")
     period = param.Selector(default="7D", objects=["1D", "7D", "30D"], doc="period of the mean residuals over time")
     rasterize_above = param.Integer(RASTERIZE_ABOVE, bounds=(0, None), doc="rasterise point clouds larger than this")
+    live = param.Boolean(True, doc="follow selections now; False while hidden: it catches up when set True again")
+
+    @param.depends("live", watch=True)
+    def _catch_up(self) -> None:
+        s = getattr(self, "_selection_stream", None)
+        if self.live and s is not None and s.missed:
+            s.missed = False
+            s.event(changes=s.changes + 1)
 
     def importance(self) -> hv.Bars:
         "Mean |SHAP value| per feature on the selection, the `top` largest."
