@@ -296,8 +296,8 @@ class AuditApp(Viewer):
         holders = [pn.Column(sizing_mode="stretch_width") for _ in views]
         tabs = pn.Tabs(*zip(views, holders), active=1 if self.store.version else 0, sizing_mode="stretch_width")
         def show(index: int) -> None:
-            if not holders[index].objects: holders[index].objects = [list(views.values())[index]]
             self.explanations.live = list(views)[index] == "Explanations"   # hidden, it lets selections pass
+            if not holders[index].objects: holders[index].objects = [list(views.values())[index]]
         show(tabs.active)
         tabs.param.watch(lambda e: show(e.new), "active")
         return pn.Column(self._title, tabs, sizing_mode="stretch_width")
