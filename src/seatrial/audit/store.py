@@ -20,7 +20,7 @@ import pandas as pd
 import param
 
 from ..core import SeatrialError, read_json
-from ..evaluate import PRIMARY, metrics_by_regime, score
+from ..evaluate import PRIMARY, add_regimes, metrics_by_regime, score
 
 # %% auto #0
 __all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'AuditStoreError', 'VersionData', 'load_version', 'cached_version', 'clear_cache',
@@ -310,15 +310,11 @@ def demo_data(
     if champion:
         frame["champion_residual"] = target - frame["champion_pred"]
         frame["error_diff"] = np.abs(frame["residual"]) - np.abs(frame["champion_residual"])
-    frame["regime_vessel"] = vessel
-    frame["regime_speed_band"] = pd.cut(stw, [0, 8, 11, 14, 30], labels=["0–8", "8–11", "11–14", "14–30"])
-    frame["regime_sea_state"] = pd.cut(hs, [0, 1.25, 2.5, 4, 1e9], labels=["0–1.25", "1.25–2.5", "2.5–4", "4+"])
-    months = pd.Categorical.from_codes(time.month.to_numpy() - 1, [f"2024-{m:02d}" for m in range(1, 13)])
-    frame["regime_month"] = months
-    frame |= shap
-    frame = pd.DataFrame(frame)
     regimes = {"vessel": {"column": "vessel_id"}, "speed_band": {"column": "stw_kn", "bins": [0, 8, 11, 14, 30]},
                "sea_state": {"column": "hs_m", "bins": [0, 1.25, 2.5, 4, 20]}, "month": {"column": "time", "by": "month"}}
+    labelled = add_regimes(pd.DataFrame({"vessel_id": vessel, "stw_kn": stw, "hs_m": hs, "time": time}), regimes)
+    frame |= {c: labelled[c] for c in labelled if c.startswith("regime_")} | shap   # labelled as the evaluate stage does
+    frame = pd.DataFrame(frame)
     checks = [{"name": "plausible", "passed": True, "value": None, "threshold": [0, 250],
                "meaning": "Every prediction must be a number within the plausible range [0, 250]."},
               {"name": "monotone_stw_kn", "passed": True, "value": None, "threshold": 0.05,
