@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import add_cell, copy_pipeline, mlflow_client, run_seatrial, write_quakes
+from conftest import PIPELINE, add_cell, copy_pipeline, mlflow_client, run_seatrial, write_quakes
 
 from seatrial.core import hash_path, read_json
 
@@ -17,7 +17,9 @@ def quakes_run(tmp_path_factory):
     "One full pipeline run on R's quakes data, shared by the tests that only read its results."
     root = tmp_path_factory.mktemp("quakes")
     config = write_quakes(root / "data")
-    proc = run_seatrial(root, "run", "--config", str(config), "-q")
+    (root / "stages").symlink_to(PIPELINE, target_is_directory=True)   # seatrial's own stages, in its git checkout
+    # paths relative to the project, as `make demo` passes them: papermill changes the working directory meanwhile
+    proc = run_seatrial(root, "run", "--config", "data/dataset.toml", "--pipeline", "stages", "-q")
     assert proc.returncode == 0, proc.stderr
     return root, config, proc.stdout.strip().splitlines()[-1], proc
 

@@ -349,9 +349,11 @@ def run_pipeline(
 ) -> RunResult:
     "Run (or reuse) every stage of the pipeline; raise `StageFailedError` on the first failure."
     from seatrial.dataset import load_config
-    root, config = opts.root.resolve(), opts.config.resolve()
+    # Absolute paths only: papermill changes the process's working directory while a stage runs, and the MLflow
+    # thread works meanwhile.
+    root, config, pipeline = opts.root.resolve(), opts.config.resolve(), opts.pipeline.resolve()
     cfg = load_config(config)
-    stages = discover_stages(opts.pipeline)
+    stages = discover_stages(pipeline)
     if opts.from_stage and opts.from_stage not in {s.name for s in stages}:
         raise PipelineError(f"--from {opts.from_stage}: no such stage; the stages are: {', '.join(s.name for s in stages)}")
     user = stage_parameters(stages, opts.params)
@@ -368,7 +370,7 @@ def run_pipeline(
     records: list[dict] = []
     bg = ThreadPoolExecutor(max_workers=1)   # MLflow and HTML, off the critical path
     box: dict[str, Any] = {}
-    pool = KernelPool(opts.pipeline.resolve())
+    pool = KernelPool(pipeline)
     jobs: list[Future] = []
     started = time.time()
 
@@ -381,7 +383,7 @@ def run_pipeline(
     def ensure_tracking():   # the parent run exists only once a stage really runs
         if "parent" not in box:
             box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
-                                                          code_dir=opts.pipeline)
+                                                          code_dir=pipeline)
 
     def write_record(status: str):
         write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name, "config": str(config),
