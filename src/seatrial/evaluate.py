@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -16,9 +16,10 @@ import pandas as pd
 from .core import SeatrialError
 
 # %% auto #0
-__all__ = ['TASKS', 'PRIMARY', 'MODELS', 'EvaluateError', 'ChecksFailedError', 'score', 'add_regimes', 'metrics_by_regime',
-           'check_monotone', 'check_plausible', 'check_regimes_vs_baseline', 'check_vs_champion', 'run_checks', 'gate',
-           'evaluate_model', 'plot_metrics_by_regime', 'plot_residuals']
+__all__ = ['TASKS', 'TIME_PARTS', 'REGIME_BY', 'PRIMARY', 'MODELS', 'EvaluateError', 'ChecksFailedError', 'score', 'add_regimes',
+           'metrics_by_regime', 'check_monotone', 'check_plausible', 'default_regime_floor', 'regime_differences',
+           'check_regimes_vs_baseline', 'check_beats_baseline', 'check_skill', 'check_vs_champion', 'run_checks',
+           'gate', 'evaluate_model', 'plot_metrics_by_regime', 'plot_residuals']
 
 # %% ../../nbs/13_evaluate.ipynb #c005
 class EvaluateError(SeatrialError):
@@ -116,6 +117,28 @@ def _region_labels(lat: pd.Series, lon: pd.Series, size: float) -> pd.Categorica
     cats = list(name.values()) + (["missing"] if (~ok).any() else [])
     return pd.Categorical(out, categories=cats, ordered=True)
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+TIME_PARTS = ("month", "year_month", "weekday", "hour", "year")
+REGIME_BY = (*TIME_PARTS, "region")
+
+def _coded(codes: np.ndarray, ok: np.ndarray, names: Sequence[str]) -> pd.Categorical:
+    "Ordered categorical of level codes into `names`; rows not `ok` go to a last level \"missing\"."
+    cats = [*names, *(["missing"] if not ok.all() else [])]
+    return pd.Categorical.from_codes(np.where(ok, codes, len(names)), categories=cats, ordered=True)
+
+def _time_part_labels(values: pd.Series, by: str) -> pd.Categorical:
+    t = pd.to_datetime(values, utc=True)
+    ok = t.notna().to_numpy()
+    part = {p: getattr(t.dt, p).fillna(0).to_numpy(dtype=np.int64) for p in ("year", "month", "weekday", "hour")}
+    if by == "month": return _coded(np.maximum(part["month"] - 1, 0), ok, _MONTHS)
+    if by == "weekday": return _coded(part["weekday"], ok, _WEEKDAYS)
+    if by == "hour": return _coded(part["hour"], ok, [f"{h:02d}" for h in range(24)])
+    key = part["year"] if by == "year" else part["year"] * 12 + np.maximum(part["month"] - 1, 0)
+    used = np.unique(key[ok])
+    names = [str(k) for k in used] if by == "year" else [f"{k // 12}-{k % 12 + 1:02d}" for k in used]
+    return _coded(np.searchsorted(used, key), ok, names)
+
 def _need(df: pd.DataFrame, col: str | None, regime: str, what: str) -> str:
     if not col or col not in df.columns:
         raise EvaluateError(f"regime {regime!r} needs {what} column {col!r}, which the table does not have "
@@ -127,6 +150,7 @@ def add_regimes(
     regimes: Mapping[str, Any],      # regime name -> spec with fields column, bins, by, size_deg
     lat: str = "lat",                # latitude column, for by = "region"
     lon: str = "lon",                # longitude column, for by = "region"
+    time: str | None = None,         # time column, for time parts whose spec names no column
 ) -> pd.DataFrame:  # a copy of `df` with one `regime_<name>` column per regime
     "Label every row with its level in each regime."
     out = df.copy()
@@ -135,11 +159,11 @@ def add_regimes(
         if by == "region":
             out[f"regime_{name}"] = _region_labels(out[_need(out, lat, name, "latitude")],
                                                    out[_need(out, lon, name, "longitude")], float(size or 10))
-        elif by == "month":
-            t = pd.to_datetime(out[_need(out, col, name, "time")], utc=True)
-            out[f"regime_{name}"] = t.dt.strftime("%Y-%m").fillna("missing")
+        elif by in TIME_PARTS:
+            out[f"regime_{name}"] = _time_part_labels(out[_need(out, col or time, name, "time")], by)
         elif by is not None:
-            raise EvaluateError(f"regime {name!r}: by = {by!r} is not known; use 'month' or 'region', or leave it out.")
+            raise EvaluateError(f"regime {name!r}: by = {by!r} is not known; use one of {', '.join(REGIME_BY)}, "
+                                "or leave it out to slice by a column's values.")
         elif bins:
             out[f"regime_{name}"] = _band_labels(out[_need(out, col, name, "a")], bins)
         else:
@@ -199,7 +223,9 @@ def check_monotone(
     feature: str,                                  # the feature to raise
     direction: str = "increasing",                 # "increasing" | "decreasing": expected response
     delta: float | None = None,                    # step Δ; default: 0.25 standard deviations of the feature
-    tolerance: float = 0.05,                       # largest allowed share of rows that respond the wrong way
+    tolerance: float = 0.05,                       # largest allowed share of rows that move the wrong way
+    min_change: float | None = None,               # moves up to this size (prediction units) count as unchanged;
+                                                   # default: 0.1 % of the sampled predictions' standard deviation
     sample: int = 1000,                            # rows sampled from `features`
     seed: int = 0,                                 # sampling seed
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # recompute derived features before predict
@@ -219,16 +245,25 @@ def check_monotone(
     up[feature] = rows[feature] + delta
     sign = 1.0 if direction == "increasing" else -1.0
     prep = prepare or (lambda d: d)
-    effect = sign * (np.asarray(predict(prep(up)), dtype=float) - np.asarray(predict(prep(rows)), dtype=float))
-    wrong = float(np.mean(~(effect > 0))) if len(rows) else 1.0
-    mean_effect = float(np.nanmean(effect)) if len(rows) else float("nan")
-    passed = len(rows) > 0 and wrong <= tolerance and mean_effect > 0
-    verb = "rise" if direction == "increasing" else "fall"
+    before = np.asarray(predict(prep(rows)), dtype=float)
+    effect = sign * (np.asarray(predict(prep(up)), dtype=float) - before)
+    if min_change is None:
+        sd = float(np.nanstd(before)) if len(rows) else 0.0
+        min_change = 0.001 * sd if np.isfinite(sd) else 0.0
+    n = len(rows)
+    wrong = float(np.mean(~(effect >= -min_change))) if n else 1.0  # a missing prediction counts as wrong
+    right = float(np.mean(effect > min_change)) if n else 0.0
+    unchanged = float(np.mean(np.abs(effect) <= min_change)) if n else 0.0
+    mean_effect = float(np.nanmean(effect)) if n else float("nan")
+    passed = n > 0 and wrong <= tolerance and mean_effect > 0 and right > 0
+    verb, moved = ("rise", "rose") if direction == "increasing" else ("fall", "fell")
     meaning = (f"Raising {feature} by {delta:.3g} with everything else unchanged should make the prediction {verb}. "
-               f"It did not for {wrong:.1%} of {len(rows)} sampled test rows (allowed: {tolerance:.0%}); "
-               f"on average it moved {sign * mean_effect:+.3g}.")
+               f"Of {n} sampled test rows it {moved} for {right:.1%}, moved the wrong way by more than {min_change:.3g} "
+               f"for {wrong:.1%} (allowed: {tolerance:.0%}), and did not move for {unchanged:.1%} (a tree model is flat "
+               f"between its split points; not a violation); on average it moved {sign * mean_effect:+.3g}.")
     return _check(f"monotone_{feature}", passed,
-                  {"share_wrong": wrong, "mean_effect": _num(sign * mean_effect), "delta": delta, "n": len(rows)},
+                  {"share_wrong": wrong, "share_unchanged": unchanged, "share_right": right,
+                   "mean_effect": _num(sign * mean_effect), "delta": delta, "min_change": min_change, "n": n},
                   tolerance, meaning)
 
 # %% ../../nbs/13_evaluate.ipynb #c019
@@ -252,33 +287,200 @@ def check_plausible(
     return _check("plausible", nan.sum() + below + above == 0, value, [target_min, target_max], meaning)
 
 # %% ../../nbs/13_evaluate.ipynb #c022
+def _metric_name(task: str) -> str: return {"regression": "RMSE", "classification": "log loss"}[task]
+
+def _mean_interval(d: np.ndarray) -> tuple[float, float, float]:
+    "Mean of per-row differences and its 95 % interval (normal approximation); NaNs when fewer than two rows."
+    n = len(d)
+    if n < 2: return float("nan"), float("nan"), float("nan")
+    mean, half = float(d.mean()), 1.96 * float(d.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+def _losses(y: np.ndarray, p: np.ndarray, task: str) -> np.ndarray:
+    "Per-row loss whose mean gives the primary metric: squared error (RMSE = its root), or log loss."
+    if task == "regression": return (p - y) ** 2
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+def _metric_of(mean_loss, task: str): return np.sqrt(mean_loss) if task == "regression" else mean_loss
+
+def _level_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    "Level code per row and level names, in the regime's order; missing values form a last level \"missing\"."
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, names = col.cat.codes.to_numpy().astype(np.int64), [str(c) for c in col.cat.categories]
+    else:
+        try: codes, uniq = pd.factorize(col, sort=True)
+        except TypeError: codes, uniq = pd.factorize(col)
+        names = [str(u) for u in uniq]
+    if (codes < 0).any(): codes, names = np.where(codes < 0, len(names), codes), [*names, "missing"]
+    return codes, names
+
+def _bootstrap_levels(regime: str, codes: np.ndarray, names: list[str], la: np.ndarray, lb: np.ndarray,
+                      task: str, min_rows: int, n_boot: int, groups: int, rng) -> list[dict]:
+    "Point difference and paired bootstrap interval per level; rows arrive shuffled, so groups are random."
+    n = np.bincount(codes, minlength=len(names))
+    order = np.argsort(codes, kind="stable")
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    rank = np.empty(len(codes), dtype=np.int64)
+    rank[order] = np.arange(len(codes)) - start[codes[order]]
+    g = np.minimum(n, groups)
+    goff = np.concatenate([[0], np.cumsum(g)[:-1]])
+    key = goff[codes] + rank % np.maximum(g[codes], 1)
+    size = int(g.sum())
+    sa, sb, cnt = np.bincount(key, la, size), np.bincount(key, lb, size), np.bincount(key, minlength=size)
+    rows = []
+    for lv in np.flatnonzero(n):
+        s = slice(goff[lv], goff[lv] + g[lv])
+        a, b = float(_metric_of(sa[s].sum() / n[lv], task)), float(_metric_of(sb[s].sum() / n[lv], task))
+        low = high = float("nan")
+        if n[lv] >= min_rows:
+            pick = rng.integers(0, g[lv], size=(n_boot, g[lv]))
+            k = cnt[s][pick].sum(axis=1)
+            d = _metric_of(sa[s][pick].sum(axis=1) / k, task) - _metric_of(sb[s][pick].sum(axis=1) / k, task)
+            low, high = (float(x) for x in np.percentile(d, [2.5, 97.5]))
+        rows.append({"regime": regime, "level": names[lv], "n": int(n[lv]), "value": a, "baseline": b,
+                     "difference": a - b, "low": low, "high": high})
+    return rows
+
+def default_regime_floor(
+    y: Sequence[float] | np.ndarray | pd.Series,  # the test target
+    task: str,                                    # "regression" | "classification"
+) -> float:  # the absolute allowance, in the metric's units
+    "The floor of the regime allowance when none is configured: 1 % of the target's std (RMSE), 0.01 (log loss)."
+    _check_task(task)
+    if task == "classification": return 0.01
+    sd = float(np.nanstd(np.asarray(y, dtype=float))) if len(y) else 0.0
+    return 0.01 * sd if np.isfinite(sd) else 0.0
+
+def regime_differences(
+    predictions: pd.DataFrame,        # test rows: target, pred, baseline_pred and the regime_<name> columns
+    regimes: Iterable[str] | Mapping[str, Any],  # regime names (a mapping: its keys), or specs to label first
+    task: str = "regression",         # "regression" | "classification"
+    target: str = "target",           # observed target column
+    min_rows: int = 30,               # levels with fewer rows get no interval
+    n_boot: int = 200,                # bootstrap resamples
+    seed: int = 0,                    # bootstrap seed
+    groups: int = 500,                # largest number of groups a level's rows are resampled in
+    max_loss: float | None = None,    # with it: add `allowance` (max(max_loss * baseline, floor)) and `fails`
+    floor: float | None = None,       # absolute allowance; default `default_regime_floor`
+) -> pd.DataFrame:  # regime, level, n, value, baseline, difference, low, high [, allowance, fails]; first: all rows
+    "Candidate minus baseline error per regime level, with a paired bootstrap 95 % interval."
+    _check_task(task)
+    if missing := [c for c in (target, "pred", "baseline_pred") if c not in predictions.columns]:
+        raise EvaluateError(f"comparing with the baseline needs column(s) {missing}; got {list(predictions.columns)}.")
+    names = list(regimes)
+    if isinstance(regimes, Mapping) and (todo := [r for r in names if f"regime_{r}" not in predictions.columns]):
+        predictions = add_regimes(predictions, {r: regimes[r] for r in todo})
+    if absent := [r for r in names if f"regime_{r}" not in predictions.columns]:
+        raise EvaluateError(f"the rows have no column {'regime_' + absent[0]!r} for regime {absent[0]!r}; label them "
+                            "with add_regimes first, or pass the regime specs (name -> spec) instead of names.")
+    y, a, b = (predictions[c].to_numpy(dtype=float) for c in (target, "pred", "baseline_pred"))
+    ok = np.isfinite(y) & np.isfinite(a) & np.isfinite(b)
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(np.flatnonzero(ok))  # shuffled once: every level's groups are random sets of rows
+    la, lb = _losses(y[rows], a[rows], task), _losses(y[rows], b[rows], task)
+    out = _bootstrap_levels("", np.zeros(len(rows), dtype=np.int64), ["all test rows"], la, lb, task, min_rows, n_boot, groups, rng)
+    for r in names:
+        codes, levels = _level_codes(predictions[f"regime_{r}"])
+        out += _bootstrap_levels(r, codes[rows], levels, la, lb, task, min_rows, n_boot, groups, rng)
+    d = pd.DataFrame(out, columns=["regime", "level", "n", "value", "baseline", "difference", "low", "high"])
+    if max_loss is not None:
+        floor = default_regime_floor(predictions[target], task) if floor is None else float(floor)
+        d["allowance"] = np.maximum(max_loss * d["baseline"], floor)
+        d["fails"] = d["low"] > d["allowance"]  # NaN (too few rows to judge) never fails
+    return d
+
+# %% ../../nbs/13_evaluate.ipynb #c022b
 def check_regimes_vs_baseline(
-    by_regime: Mapping[str, list[dict]],   # from `metrics_by_regime` (with baseline columns)
-    task: str,                             # "regression" | "classification"
-    max_loss: float,                       # largest allowed relative excess of error over the baseline
-    overall: Mapping[str, Any] | None = None,   # optional {"pred": score, "baseline": score} on all test rows
-    min_rows: int = 30,                    # levels with fewer rows are skipped
+    predictions: pd.DataFrame,        # test rows: target, pred, baseline_pred and the regime_<name> columns
+    regimes: Iterable[str] | Mapping[str, Any],  # regimes to judge (names, or name -> spec)
+    task: str,                        # "regression" | "classification"
+    max_loss: float,                  # relative allowance: share of the baseline's error
+    floor: float | None = None,       # absolute allowance in the metric's units; default `default_regime_floor`
+    min_rows: int = 30,               # levels with fewer rows are not judged
+    n_boot: int = 200,                # bootstrap resamples per level
+    seed: int = 0,                    # bootstrap seed
+    target: str = "target",           # observed target column
 ) -> dict:  # a check record; `value` lists the failing levels
-    "No regime in which the model is worse than the baseline by more than `max_loss`."
-    m = PRIMARY[task]
-    levels = [(name, r) for name, rows in by_regime.items() for r in rows]
-    if overall is not None:
-        levels.insert(0, ("", {"level": "all test rows", "n": overall["pred"]["n"],
-                                      m: overall["pred"][m], f"baseline_{m}": overall["baseline"][m]}))
-    failing, judged, skipped = [], 0, 0
-    for name, r in levels:
-        a, b = r.get(m), r.get(f"baseline_{m}")
-        if r["n"] < min_rows or a is None or b is None:
-            skipped += 1
-            continue
-        judged += 1
-        if a > b * (1 + max_loss):
-            rel = f"{a / b - 1:+.0%}" if b else "baseline perfect"
-            failing.append(f"{name} {r['level']}".strip() + f": {m} {a:.4g} vs baseline {b:.4g} ({rel}, n={r['n']})")
-    meaning = (f"In every slice of the test data (regime levels with at least {min_rows} rows) the model's {m.upper()} "
-               f"may exceed the simple baseline's by at most {max_loss:.0%}. {judged} slices judged, {skipped} too small "
-               f"to judge; " + (f"failing: {'; '.join(failing)}." if failing else "none fails."))
-    return _check("regimes_vs_baseline", not failing, failing, max_loss, meaning)
+    "No slice in which the model is clearly worse than the baseline by more than the allowance."
+    m, name = PRIMARY[task], _metric_name(task)
+    floor = default_regime_floor(predictions[target], task) if floor is None else float(floor)
+    d = regime_differences(predictions, regimes, task, target, min_rows, n_boot, seed, max_loss=max_loss, floor=floor)
+    judged, bad = d[d["low"].notna()], d[d["fails"]]
+    failing = [{"regime": r.regime, "level": r.level, "n": int(r.n), m: r.value, f"baseline_{m}": r.baseline,
+                "difference": r.difference, "interval": [r.low, r.high], "allowance": r.allowance}
+               for r in bad.itertuples()]
+    texts = [f"{r.regime} {r.level}".strip() + f": {name} {r.value:.4g} vs baseline {r.baseline:.4g}, difference "
+             f"{r.difference:+.3g} (95% interval {r.low:+.3g} to {r.high:+.3g}), allowance {r.allowance:.3g}, n={r.n}"
+             for r in bad.itertuples()]
+    meaning = (f"In no slice of the test data may the model's {name} exceed the simple baseline's by more than the "
+               f"allowance: the larger of {max_loss:.0%} of the baseline's {name} and {floor:.3g} ({name} units). A slice "
+               f"fails only when the whole 95% bootstrap interval of the difference (model − baseline, {n_boot} paired "
+               f"resamples) lies above its allowance, so a small slice fails only on clear evidence. {len(judged)} slices "
+               f"judged, {len(d) - len(judged)} with fewer than {min_rows} rows not judged; "
+               + (f"failing: {'; '.join(texts)}." if texts else "none fails."))
+    return _check("regimes_vs_baseline", not failing, failing, {"max_loss": max_loss, "floor": floor}, meaning)
+
+# %% ../../nbs/13_evaluate.ipynb #c020b
+def check_beats_baseline(
+    y: Sequence[float] | np.ndarray | pd.Series,         # observed target of the test rows (0/1 for classification)
+    pred: Sequence[float] | np.ndarray | pd.Series,      # the candidate's predictions
+    baseline: Sequence[float] | np.ndarray | pd.Series,  # the baseline's predictions of the same rows
+    task: str,                                           # "regression" | "classification"
+) -> dict:  # a check record
+    "Overall, the candidate's error must not exceed the transparent baseline's beyond chance."
+    _check_task(task)
+    y, p, b = (np.asarray(v, dtype=float) for v in (y, pred, baseline))
+    ok = np.isfinite(y) & np.isfinite(p) & np.isfinite(b)
+    y, p, b = y[ok], p[ok], b[ok]
+    m, name = PRIMARY[task], _metric_name(task)
+    sa, sb = score(y, p, task)[m], score(y, b, task)[m]
+    excess, low, high = _mean_interval(_losses(y, p, task) - _losses(y, b, task))
+    unit = "squared error" if task == "regression" else "log loss"
+    if sa is None or sb is None or not np.isfinite(low):
+        passed, found = False, f"the {name} could not be computed on {len(y)} test rows"
+    else:
+        passed = bool(low <= 0)
+        verdict = ("it beats the baseline" if sa < sb else "a tie: the difference is within chance" if passed
+                   else "worse than the baseline beyond chance")
+        rel = f" ({sa / sb - 1:+.1%})" if sb else ""
+        found = (f"{name} {sa:.4g} against the baseline's {sb:.4g}{rel} on {len(y)} test rows: {verdict} (per row "
+                 f"{excess:+.3g} {unit}, 95 % interval {low:+.3g} … {high:+.3g})")
+    meaning = (f"Overall, the candidate's {name} must not exceed the simple baseline's beyond chance: a model that does "
+               f"no better than the baseline adds complexity for nothing. Found: {found}.")
+    return _check("beats_baseline", passed, {m: sa, f"baseline_{m}": sb, "excess": _num(excess), "excess_low": _num(low),
+                                             "excess_high": _num(high), "n": len(y)}, 0.0, meaning)
+
+
+# %% ../../nbs/13_evaluate.ipynb #c020e
+def check_skill(
+    y: Sequence[float] | np.ndarray | pd.Series,     # observed target of the test rows (0/1 for classification)
+    pred: Sequence[float] | np.ndarray | pd.Series,  # the candidate's predictions
+    reference: float,                                # the no-skill prediction: training mean, or share of class 1
+    task: str,                                       # "regression" | "classification"
+) -> dict:  # a check record
+    "The candidate must beat the no-skill prediction by more than chance."
+    _check_task(task)
+    y, p = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(p)
+    y, p = y[ok], p[ok]
+    gain = _losses(y, np.full(len(y), float(reference)), task) - _losses(y, p, task)
+    n = len(gain)
+    mean, low, _ = _mean_interval(gain)
+    m, name = PRIMARY[task], _metric_name(task)
+    a = score(y, p, task)[m]
+    b = score(y, np.full(len(y), float(reference)), task)[m]
+    ref = f"the training mean {reference:.4g}" if task == "regression" else f"the training share of class 1, {reference:.3g}"
+    meaning = (f"The candidate must predict better than a constant ({ref}) by more than chance: otherwise it has learnt "
+               f"nothing worth reviewing (a shuffled or unrelated target). Its {name} is {a:.4g} against the constant's "
+               f"{b:.4g} on {n} test rows" if a is not None and b is not None else
+               f"The candidate must predict better than a constant ({ref}); no test row could be scored")
+    unit = "squared error" if task == "regression" else "log loss"
+    if np.isfinite(low): meaning += f"; mean gain per row {mean:.4g} {unit}, 95 % interval from {low:.4g}."
+    return _check("has_skill", bool(np.isfinite(low) and low > 0),
+                  {m: a, f"no_skill_{m}": b, "gain": _num(mean), "gain_low": _num(low), "reference": float(reference), "n": n},
+                  0.0, meaning)
+
 
 # %% ../../nbs/13_evaluate.ipynb #c025
 def check_vs_champion(
@@ -301,19 +503,22 @@ def check_vs_champion(
 
 # %% ../../nbs/13_evaluate.ipynb #c028
 def run_checks(
-    predictions: pd.DataFrame,         # test rows: target, pred, baseline_pred [, champion_pred]
+    predictions: pd.DataFrame,         # test rows: target, pred, baseline_pred [, champion_pred], regime_<name>
     task: str = "regression",          # "regression" | "classification"
     target: str = "target",            # observed target column of `predictions`
     features: pd.DataFrame | None = None,   # model inputs of test rows, for monotone checks
     predict: Callable[[pd.DataFrame], np.ndarray] | None = None,  # candidate's predict, for monotone checks
-    monotone: Sequence[Mapping[str, Any]] = (),   # [{feature, direction, delta?, tolerance?}]
+    monotone: Sequence[Mapping[str, Any]] = (),   # [{feature, direction, delta?, tolerance?, min_change?}]
     target_min: float | None = None,   # plausible range of predictions
     target_max: float | None = None,
-    by_regime: Mapping[str, list[dict]] | None = None,  # from `metrics_by_regime`
+    regimes: Iterable[str] | Mapping[str, Any] = (),    # regimes judged against the baseline
     max_regime_loss_vs_baseline: float | None = None,   # None: no regime check
+    regime_loss_floor: float | None = None,             # absolute allowance; None: `default_regime_floor`
+    beat_baseline: bool = True,        # the candidate must beat the baseline overall
+    skill_reference: float | None = None,  # the no-skill prediction (training mean / share of 1); None: no skill check
     max_loss_vs_champion: float | None = None,          # None: champion comparison is informational
     min_regime_rows: int = 30,         # regime levels with fewer test rows are not judged
-    seed: int = 0,                     # sampling seed of the monotone checks
+    seed: int = 0,                     # sampling seed of the monotone checks and the bootstrap
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # monotone: recompute derived features
 ) -> list[dict]:  # check records {name, passed, value, threshold, meaning}
     "Run the behavioural checks configured for a dataset."
@@ -323,14 +528,18 @@ def run_checks(
         if features is None or predict is None:
             raise EvaluateError("monotone checks need `features` and `predict`; pass the test rows' model inputs.")
         checks.append(check_monotone(features, predict, spec["feature"], spec.get("direction", "increasing"),
-                                     spec.get("delta"), spec.get("tolerance", 0.05), seed=seed, prepare=prepare))
+                                     spec.get("delta"), spec.get("tolerance", 0.05), spec.get("min_change"),
+                                     seed=seed, prepare=prepare))
     if task == "classification" and target_min is None and target_max is None: target_min, target_max = 0.0, 1.0
     checks.append(check_plausible(predictions["pred"], target_min, target_max))
     y = predictions[target]
-    if max_regime_loss_vs_baseline is not None and "baseline_pred" in predictions:
-        overall = {"pred": score(y, predictions["pred"], task), "baseline": score(y, predictions["baseline_pred"], task)}
-        checks.append(check_regimes_vs_baseline(by_regime or {}, task, max_regime_loss_vs_baseline, overall,
-                                                min_regime_rows))
+    if skill_reference is not None: checks.append(check_skill(y, predictions["pred"], skill_reference, task))
+    if "baseline_pred" in predictions:
+        if beat_baseline:
+            checks.append(check_beats_baseline(y, predictions["pred"], predictions["baseline_pred"], task))
+        if max_regime_loss_vs_baseline is not None:
+            checks.append(check_regimes_vs_baseline(predictions, regimes, task, max_regime_loss_vs_baseline,
+                                                    regime_loss_floor, min_regime_rows, seed=seed, target=target))
     if "champion_pred" in predictions and predictions["champion_pred"].notna().any():
         checks.append(check_vs_champion(score(y, predictions["pred"], task),
                                         score(y, predictions["champion_pred"], task), task, max_loss_vs_champion))
@@ -363,10 +572,13 @@ def evaluate_model(
     target_min: float | None = None,            # [checks] target_min
     target_max: float | None = None,            # [checks] target_max
     max_regime_loss_vs_baseline: float | None = None,  # [checks] max_regime_loss_vs_baseline
+    regime_loss_floor: float | None = None,     # [checks] regime_loss_floor (None: `default_regime_floor`)
+    beat_baseline: bool = True,                 # [checks] beat_baseline
     max_loss_vs_champion: float | None = None,  # gate on the champion; None: informational
     min_regime_rows: int = 30,     # regime levels with fewer test rows are not judged
     lat: str = "lat",              # latitude column, for region regimes
     lon: str = "lon",              # longitude column, for region regimes
+    time: str | None = None,       # time column, for time-part regimes whose spec names no column
     keep: Sequence[str] = (),      # extra columns copied into predictions (time, entity, lat, lon ...)
     seed: int = 0,                 # sampling seed of the monotone checks
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # monotone: recompute derived features
@@ -386,19 +598,21 @@ def evaluate_model(
         if fn is not None: pred[col] = np.asarray(fn(features), dtype=float)
     pred["residual"] = pred["target"] - pred["pred"]
     for col in keep: pred[col] = features[col].to_numpy()
-    used = {_field(s, "column") for s in regimes.values()} | {lat, lon}
-    lab = add_regimes(features[[c for c in features.columns if c in used]], regimes, lat=lat, lon=lon)
-    for name in regimes: pred[f"regime_{name}"] = lab[f"regime_{name}"].to_numpy()
+    used = {_field(s, "column") or time for s in regimes.values()} | {lat, lon}
+    lab = add_regimes(features[[c for c in features.columns if c in used]], regimes, lat=lat, lon=lon, time=time)
+    for name in regimes: pred[f"regime_{name}"] = lab[f"regime_{name}"].array  # keeps an ordered categorical's order
     test = pred[is_test]
+    train_y = pd.to_numeric(features.loc[~is_test, target], errors="coerce").dropna()
+    reference = float(train_y.mean()) if len(train_y) else None   # the no-skill prediction, learnt from training rows
     by_regime = metrics_by_regime(test, regimes, task)
     metrics = {"overall": score(test.target, test.pred, task),
                "baseline": score(test.target, test.baseline_pred, task) if "baseline_pred" in test else None,
                "champion": score(test.target, test.champion_pred, task) if "champion_pred" in test else None,
                "by_regime": by_regime}
     checks = run_checks(test, task, "target", features=features[is_test], predict=predict, monotone=monotone,
-                        target_min=target_min, target_max=target_max, by_regime=by_regime,
-                        max_regime_loss_vs_baseline=max_regime_loss_vs_baseline,
-                        max_loss_vs_champion=max_loss_vs_champion, min_regime_rows=min_regime_rows, seed=seed,
+                        target_min=target_min, target_max=target_max, regimes=list(regimes),
+                        max_regime_loss_vs_baseline=max_regime_loss_vs_baseline, regime_loss_floor=regime_loss_floor,
+                        beat_baseline=beat_baseline, skill_reference=reference, max_loss_vs_champion=max_loss_vs_champion, min_regime_rows=min_regime_rows, seed=seed,
                         prepare=prepare)
     return pred, metrics, checks
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .core import SeatrialError, atomic_path
+from .train import choose_threads
 
 # %% auto #0
-__all__ = ['ExplainError', 'AdditivityError', 'ShapResult', 'assert_additive', 'compute_shap', 'write_shap', 'global_importance',
-           'plot_importance', 'plot_dependence']
+__all__ = ['LOG_LINK', 'LOG_ODDS', 'ExplainError', 'AdditivityError', 'ShapResult', 'assert_additive', 'booster_objective',
+           'compute_shap', 'ShapScale', 'shap_scale', 'write_shap', 'global_importance', 'plot_importance',
+           'plot_dependence']
 
 # %% ../../nbs/14_explain.ipynb #c005
 class ExplainError(SeatrialError):
@@ -32,8 +35,9 @@ class ShapResult:
     "SHAP values of a set of rows, with the base value and the raw prediction they add up to."
     values: pd.DataFrame   # one column `shap_<feature>` per model feature; index as the explained rows
     base_value: float      # expected raw prediction over the training data
-    pred: np.ndarray       # raw prediction per row (log-odds for binary classification)
-    output: str = "raw"    # "raw" (target units) or "log-odds" (binary classification)
+    pred: np.ndarray       # raw prediction per row (log of it for log-link objectives, log-odds for binary)
+    output: str = "raw"    # "raw" (target units), "log" (gamma, poisson, tweedie) or "log-odds" (binary)
+    objective: str = ""    # the booster's LightGBM objective
 
     @property
     def features(self) -> list[str]:
@@ -67,31 +71,45 @@ def assert_additive(
     return float(diff.max())
 
 # %% ../../nbs/14_explain.ipynb #c010
-_LOG_ODDS = ("binary", "cross_entropy", "xentropy")
+LOG_LINK = ("gamma", "poisson", "tweedie")
+LOG_ODDS = ("binary", "cross_entropy", "xentropy")
 
-def _output_kind(booster: Any) -> str:
+def booster_objective(
+    booster: Any,   # a lightgbm.Booster
+) -> str:           # its objective as LightGBM names it, e.g. "gamma", "binary", "regression"
+    "The objective a booster was trained with: from its model text, else its params."
+    to_string = getattr(booster, "model_to_string", None)
+    if to_string is not None and (m := re.search(r"^objective=(\S+)", to_string(num_iteration=1), re.M)):
+        return m.group(1)
+    params = getattr(booster, "params", None) or {}
+    return next((str(params[k]) for k in ("objective", "objective_type", "app", "application", "loss") if params.get(k)),
+                "regression")
+
+def _output_kind(booster: Any) -> tuple[str, str]:
+    "The scale of the raw score (raw, log or log-odds) and the objective."
     if booster.num_model_per_iteration() > 1:
         raise ExplainError(f"the model has {booster.num_model_per_iteration()} outputs per iteration (multiclass); "
                            "seatrial explains regression and binary classification models only.")
-    return "log-odds" if str(booster.params.get("objective", "")).startswith(_LOG_ODDS) else "raw"
+    objective = booster_objective(booster)
+    return ("log-odds" if objective in LOG_ODDS else "log" if objective in LOG_LINK else "raw"), objective
 
 def compute_shap(
     booster: Any,                     # a trained lightgbm.Booster
     X: pd.DataFrame,                  # rows to explain; must hold every model feature
     check_additivity: bool = True,    # check contributions + base == raw prediction for every row
     chunk_rows: int = 200_000,        # rows per LightGBM call, to bound memory
-    num_threads: int | None = None,   # threads for LightGBM; default: all cores
+    num_threads: int | None = None,   # threads for LightGBM; default: `train.choose_threads` for the data's size
     atol: float = 1e-6,               # additivity tolerance (absolute, plus 1e-6 relative)
 ) -> ShapResult:
     "Exact TreeSHAP values of every row of `X`, via LightGBM's `pred_contrib`."
-    output = _output_kind(booster)
+    output, objective = _output_kind(booster)
     feats = booster.feature_name()
     missing = [f for f in feats if f not in X.columns]
     if missing:
         raise ExplainError(f"the model needs features {missing}, which the table to explain does not have; "
                            "pass the features table the model was trained on.")
     Xm, n, p = X[feats], len(X), len(feats)
-    nt = num_threads or os.cpu_count() or 1
+    nt = num_threads or choose_threads(n, p)
     contrib = np.empty((n, p + 1))
     raw = np.empty(n) if check_additivity else None
     for s in range(0, n, chunk_rows):
@@ -103,7 +121,39 @@ def compute_shap(
                             index=X.index[s:s + len(chunk)], atol=atol)
     values = pd.DataFrame(contrib[:, :p], index=X.index, columns=[f"shap_{f}" for f in feats], copy=False)
     base = float(contrib[0, p]) if n else 0.0
-    return ShapResult(values, base, raw if raw is not None else contrib.sum(axis=1), output)
+    return ShapResult(values, base, raw if raw is not None else contrib.sum(axis=1), output, objective)
+
+# %% ../../nbs/14_explain.ipynb #c015b
+@dataclass(frozen=True)
+class ShapScale:
+    "What a SHAP value is measured in: a label for axes and tables, and how to read it."
+    output: str        # "raw" | "log" | "log-odds"
+    label: str         # e.g. "log of wind", "log-odds of default", "wind, kn"
+    how_to_read: str   # one sentence for a person
+
+def shap_scale(
+    result: ShapResult | str,       # a ShapResult, or its `output`: "raw" | "log" | "log-odds"
+    target: str = "the target",     # the target's name or label
+    unit: str | None = None,        # the target's unit, if any
+) -> ShapScale:
+    "The scale SHAP values are on, with a sentence on how to read them."
+    output = result.output if isinstance(result, ShapResult) else result
+    up = float(np.exp(0.1))
+    if output == "log":
+        return ShapScale(output, f"log of {target}",
+                         f"SHAP values are on the log scale of {target}: with the base value they add up to the log of "
+                         f"the prediction, so +0.10 multiplies the prediction by {up:.3f} ({up - 1:+.1%}) and -0.10 "
+                         f"multiplies it by {1 / up:.3f} ({1 / up - 1:+.1%}).")
+    if output == "log-odds":
+        return ShapScale(output, f"log-odds of {target}",
+                         f"SHAP values are in log-odds of {target}: with the base value they add up to log(p / (1 − p)), "
+                         f"so +0.10 multiplies the odds by {up:.3f} ({up - 1:+.1%}); near a probability of 50% that is "
+                         "about +2.5 percentage points, and less near 0% or 100%.")
+    if output == "raw":
+        return ShapScale(output, f"{target}, {unit}" if unit else f"units of {target}",
+                         f"SHAP values are in the units of {target}" + (f" ({unit})" if unit else "") + ": with the base "
+                         f"value they add up to the prediction, so +1 adds 1{f' {unit}' if unit else ''} to it.")
+    raise ExplainError(f"SHAP output {output!r} is not known; expected 'raw', 'log' or 'log-odds'.")
 
 # %% ../../nbs/14_explain.ipynb #c017
 def write_shap(
@@ -126,16 +176,19 @@ def write_shap(
 def global_importance(
     result: ShapResult,    # from `compute_shap`
 ) -> pd.DataFrame:  # columns feature, mean_abs_shap; largest first
-    "Mean absolute SHAP value per feature."
+    "Mean absolute SHAP value per feature (on the scale of `result.output`, kept in `attrs`)."
     imp = result.values.abs().mean()
-    return (pd.DataFrame({"feature": result.features, "mean_abs_shap": imp.to_numpy()})
-            .sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True))
+    out = (pd.DataFrame({"feature": result.features, "mean_abs_shap": imp.to_numpy()})
+           .sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True))
+    out.attrs["shap_output"] = result.output  # the scale of mean_abs_shap, for labels
+    return out
 
 # %% ../../nbs/14_explain.ipynb #c020
 def plot_importance(
     result: ShapResult | pd.DataFrame,   # a ShapResult, or the frame from `global_importance`
     top: int = 20,                       # show the `top` features
     ax: Any = None,                      # matplotlib Axes; default: a new figure
+    scale: ShapScale | None = None,      # the SHAP scale, for the axis label; default: from `result`
 ) -> Any:  # the matplotlib Figure
     "Horizontal bar chart of mean |SHAP| per feature."
     import matplotlib.pyplot as plt
@@ -143,8 +196,9 @@ def plot_importance(
     imp = imp.head(top).iloc[::-1]
     if ax is None: _, ax = plt.subplots(figsize=(6, 0.3 * len(imp) + 1.2))
     ax.barh(imp.feature.astype(str), imp.mean_abs_shap, color="tab:blue")
-    unit = " (log-odds)" if isinstance(result, ShapResult) and result.output == "log-odds" else ""
-    ax.set_xlabel(f"mean |SHAP value|{unit}"); ax.set_title("Global feature importance")
+    output = result.output if isinstance(result, ShapResult) else result.attrs.get("shap_output")
+    scale = scale or (shap_scale(output) if output else None)
+    ax.set_xlabel("mean |SHAP value|" + (f" ({scale.label})" if scale else "")); ax.set_title("Global feature importance")
     ax.figure.tight_layout()
     return ax.figure
 
@@ -154,6 +208,7 @@ def plot_dependence(
     feature: str,              # feature to plot
     max_scatter: int = 5000,   # above this many rows, draw a hexbin instead of points
     ax: Any = None,            # matplotlib Axes; default: a new figure
+    scale: ShapScale | None = None,  # the SHAP scale, for the axis label; default: from `result`
 ) -> Any:  # the matplotlib Figure
     "SHAP value of one feature against the feature's value."
     import matplotlib.pyplot as plt
@@ -177,8 +232,7 @@ def plot_dependence(
         else:
             ax.scatter(xv[ok], s[ok], s=4, alpha=0.5)
     ax.axhline(0, color="grey", lw=0.8)
-    unit = "log-odds" if result.output == "log-odds" else "target units"
-    ax.set_xlabel(feature); ax.set_ylabel(f"SHAP value of {feature} ({unit})")
+    ax.set_xlabel(feature); ax.set_ylabel(f"SHAP value of {feature} ({(scale or shap_scale(result)).label})")
     ax.set_title(f"How {feature} moves the prediction ({len(X)} rows)")
     ax.figure.tight_layout()
     return ax.figure

@@ -16,10 +16,11 @@ from .core import SeatrialError
 from .dataset import DatasetConfig, open_grid, read_entities
 
 # %% auto #0
-__all__ = ['FEATURES', 'FeatureError', 'UnknownFeatureError', 'MissingColumnError', 'JoinError', 'SplitError',
+__all__ = ['FEATURES', 'SPLIT_BY', 'FeatureError', 'UnknownFeatureError', 'MissingColumnError', 'JoinError', 'SplitError',
            'OutsideGridWarning', 'Feature', 'FeatureRegistry', 'register_feature', 'compute_features', 'feature_set',
            'stw_cubed', 'admiralty', 'head_wind_ms', 'head_current_kn', 'wind_speed_ms', 'days_since_drydock',
-           'join_entities', 'sample_grid', 'join_grid', 'split_by_time', 'build_features']
+           'join_entities', 'sample_grid', 'join_grid', 'split_by_time', 'split_rows', 'split_report', 'describe_split',
+           'split_settings', 'build_features']
 
 # %% ../../nbs/11_features.ipynb #c005
 class FeatureError(SeatrialError):
@@ -325,9 +326,95 @@ def split_by_time(
         raise SplitError(f"the split leaves the {side} set empty ({where}); choose a cutoff inside that range or a test_fraction")
     return pd.Series(np.where(is_test, "test", "train"), index=df.index, name="split")
 
+# %% ../../nbs/11_features.ipynb #c032b
+SPLIT_BY = ("time", "group", "random")
+
+def _group_split(df: pd.DataFrame, group: str, test_fraction: float, seed: int) -> np.ndarray:
+    "Test mask: whole groups in seeded random order until the test rows come closest to `test_fraction`."
+    codes, uniques = pd.factorize(df[group], sort=True, use_na_sentinel=False)
+    if len(uniques) < 2:
+        raise SplitError(f"column {group!r} holds {len(uniques)} distinct value(s); a group split needs at least two "
+                         "groups. Set [split] group to another column, or by = \"random\".")
+    sizes = np.bincount(codes, minlength=len(uniques))
+    order = np.random.default_rng(seed).permutation(len(uniques))
+    k = int(np.argmin(np.abs(np.cumsum(sizes[order]) - test_fraction * len(df)))) + 1
+    in_test = np.zeros(len(uniques), dtype=bool)
+    in_test[order[:min(k, len(uniques) - 1)]] = True
+    return in_test[codes]
+
+def split_rows(
+    df: pd.DataFrame,              # the rows to split
+    by: str,                       # "time" | "group" | "random" ([split] by)
+    time: str | None = None,       # timestamp column, for by = "time"
+    group: str | None = None,      # by = "group": rows sharing a value of this column stay on one side
+    cutoff: str | None = None,     # by = "time" only: ISO timestamp; rows at or after it go to test
+    test_fraction: float = 0.2,    # share of rows for test (by time: the latest; by group: about, in whole groups)
+    seed: int = 0,                 # group and random splits
+) -> pd.Series:                    # "train" / "test" per row, same index as `df`, named "split"
+    "Label rows train/test the way [split] asks: by time, by whole groups, or at random."
+    if by not in SPLIT_BY: raise SplitError(f"[split] by = {by!r} is not known; use one of {SPLIT_BY}")
+    if by == "time":
+        if not time: raise SplitError("[split] by = \"time\" needs a time column; set [table] time, or use by = \"group\" or \"random\"")
+        return split_by_time(df, time, cutoff=cutoff, test_fraction=None if cutoff else test_fraction)
+    if cutoff is not None:
+        raise SplitError(f"[split] cutoff = {cutoff!r} applies to by = \"time\" only, but by = {by!r}; drop the cutoff or split by time")
+    if by == "random": return split_by_time(df, None, test_fraction=test_fraction, seed=seed)
+    if not group: raise SplitError("[split] by = \"group\" needs a group column: set [split] group, or [table] entity")
+    if group not in df.columns: raise MissingColumnError(f"the split needs group column {group!r}, which the table does not have")
+    if not 0 < test_fraction < 1: raise SplitError(f"test_fraction must be between 0 and 1 (exclusive), got {test_fraction}")
+    return pd.Series(np.where(_group_split(df, group, test_fraction, seed), "test", "train"), index=df.index, name="split")
+
+# %% ../../nbs/11_features.ipynb #c032e
+def split_report(
+    df: pd.DataFrame,              # the split rows
+    split: pd.Series | str,        # "train"/"test" per row, or the name of that column of `df`
+    entity: str | None = None,     # entity column, if any ([table] entity or [split] group)
+) -> dict:                         # rows per side; with an entity: entities per side, in both, leaked share
+    "What a train/test split did: rows per side, and entities seen on both sides."
+    side = (df[split] if isinstance(split, str) else pd.Series(np.asarray(split), index=df.index)).to_numpy()
+    is_test = side == "test"
+    rep: dict = {"train_rows": int((side == "train").sum()), "test_rows": int(is_test.sum())}
+    if not entity or entity not in df.columns: return rep
+    codes, uniques = pd.factorize(df[entity], use_na_sentinel=False)
+    in_train = np.bincount(codes[~is_test], minlength=len(uniques)) > 0
+    in_test = np.bincount(codes[is_test], minlength=len(uniques)) > 0
+    leaked = int(in_train[codes[is_test]].sum())
+    return rep | {"entity": entity, "train_entities": int(in_train.sum()), "test_entities": int(in_test.sum()),
+                  "entities_in_both": int((in_train & in_test).sum()),
+                  "test_rows_entity_in_train": leaked,
+                  "test_rows_entity_in_train_fraction": leaked / rep["test_rows"] if rep["test_rows"] else 0.0}
+
+def describe_split(
+    report: dict,                  # from `split_report`
+    by: str,                       # how the split was made: "time" | "group" | "random"
+) -> str:                          # a few sentences for a person; a warning when a random split leaks
+    "The split report in words."
+    n = report["train_rows"] + report["test_rows"]
+    text = (f"Split by {by}: {report['train_rows']:,} training rows and {report['test_rows']:,} test rows "
+            f"({report['test_rows'] / max(n, 1):.0%} test).")
+    if "entity" not in report: return text
+    e, both, frac = report["entity"], report["entities_in_both"], report["test_rows_entity_in_train_fraction"]
+    text += (f" {report['train_entities']:,} {e} values in train, {report['test_entities']:,} in test, "
+             f"{both:,} in both; {frac:.1%} of test rows belong to a {e} also in training.")
+    if by == "random" and both:
+        text += (f" Warning: this random split leaks. The model is tested on {e} values it trained on, so its test "
+                 f"score overstates how it does on a new {e}. Set [split] by = \"group\" (group = \"{e}\") to keep each "
+                 f"{e} on one side, or by = \"time\" to test on later rows.")
+    elif by == "time" and both:
+        text += f" A time split keeps the same {e} on both sides by design: the model is tested on their later rows."
+    return text
+
 # %% ../../nbs/11_features.ipynb #c034
 def _unique(names: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(n for n in names if n))
+
+def split_settings(
+    config: DatasetConfig,         # the dataset config
+) -> dict:                         # keyword arguments of `split_rows`: by, time, group, cutoff, test_fraction, seed
+    "How [split] asks to split the rows, as arguments of `split_rows`."
+    s = config.split
+    return {"by": s.by, "time": config.table.time, "group": s.group if s.by == "group" else None,
+            "cutoff": s.cutoff, "test_fraction": s.test_fraction, "seed": s.seed}
 
 def build_features(
     clean_df: pd.DataFrame,        # ingest's clean table (with row_id)
@@ -350,7 +437,12 @@ def build_features(
     df = compute_features(df, config.derived)
     for c in config.model_features:
         if c not in df.columns: raise MissingColumnError(f"model feature {c!r} is not in the table, nor joined or derived")
-    split = split_by_time(df, t.time, cutoff=config.split.cutoff, test_fraction=config.split.test_fraction)
-    keep = _unique(["row_id", t.time, t.entity, t.lat, t.lon, t.target, *config.model_features])
+    how = split_settings(config)
+    regime_cols = config.regime_columns
+    for c in regime_cols:
+        if c not in df.columns:
+            raise MissingColumnError(f"a regime slices by column {c!r}, which the table does not have; fix [regimes] in the dataset config")
+    split = split_rows(df, **how)
+    keep = _unique(["row_id", t.time, t.entity, t.lat, t.lon, t.target, *config.model_features, *regime_cols, how["group"]])
     out = df[[c for c in keep if c in df.columns]].assign(split=split.to_numpy()).reset_index(drop=True)
     return out, feature_set(config.derived)

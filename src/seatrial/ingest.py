@@ -5,8 +5,9 @@
 # %% ../../nbs/10_ingest.ipynb #c002
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .core import SeatrialError, atomic_path, write_json
-from .dataset import DatasetConfig, digest_file, open_grid, read_entities, read_table
+from .dataset import DatasetConfig, TableSpec, digest_file, open_grid, read_entities, read_table
 
 # %% auto #0
 __all__ = ['IngestResult', 'SchemaError', 'TooManyRejectsError', 'validate_table', 'check_rejected_fraction',
@@ -24,12 +25,13 @@ __all__ = ['IngestResult', 'SchemaError', 'TooManyRejectsError', 'validate_table
 @dataclass
 class IngestResult:
     "The outcome of validating a table."
-    clean: pd.DataFrame  # valid rows, typed, with row_id
+    clean: pd.DataFrame  # valid rows with a target, typed, with row_id
     quarantine: pd.DataFrame  # rejected rows as read, with row_id and reason
-    report: dict  # counts, rejected fraction, rejects by column and by rule, worst columns
+    report: dict  # counts, rejected fraction, rejects by column and by rule, missing shares, worst columns
+    unlabelled: pd.DataFrame = field(default_factory=pd.DataFrame)  # valid rows without a target, typed like clean
 
 class SchemaError(SeatrialError):
-    "A table lacks a column that the dataset config checks."
+    "The table does not fit the dataset config as a whole (a column missing, text where numbers are expected ...)."
 
 class TooManyRejectsError(SeatrialError):
     "Ingest quarantined a larger share of rows than `[ingest] max_rejected_fraction` allows."
@@ -82,18 +84,59 @@ def _as_number(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     present = s.notna().to_numpy() & (text != "").to_numpy()
     return v.astype("float64"), present & v.isna().to_numpy()
 
-def _as_time(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    "The column as UTC datetimes (ns), and a mask of values present but not ISO 8601 timestamps."
-    v, bad = _parse_time(s)
+def _as_time(s: pd.Series, fmt: str | None = None) -> tuple[pd.Series, np.ndarray]:
+    "The column as UTC datetimes (ns), and a mask of values present but not timestamps (ISO 8601, or `fmt`)."
+    v, bad = _parse_time(s, fmt)
     return v.dt.as_unit("ns"), bad
 
-def _parse_time(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _parse_time(s: pd.Series, fmt: str | None = None) -> tuple[pd.Series, np.ndarray]:
     if isinstance(s.dtype, pd.DatetimeTZDtype): return s.dt.tz_convert("UTC"), np.zeros(len(s), bool)
     if pd.api.types.is_datetime64_dtype(s): return s.dt.tz_localize("UTC"), np.zeros(len(s), bool)
     if pd.api.types.is_numeric_dtype(s):
-        return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]"), s.notna().to_numpy()
-    v = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+        if fmt is None: return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]"), s.notna().to_numpy()
+        s = s.astype("Int64").astype("str").where(s.notna())   # 20240131 read as a number, for format "%Y%m%d"
+    v = pd.to_datetime(s, utc=True, errors="coerce", format=fmt or "ISO8601")
     return v, s.notna().to_numpy() & v.isna().to_numpy()
+
+# %% ../../nbs/10_ingest.ipynb #c010b
+_PARTS = {"year": (1678, 2261, "a year"), "month": (1, 12, "a month"), "day": (1, 31, "a day"),
+          "hour": (0, 23, "an hour"), "minute": (0, 59, "a minute")}   # years: what datetime64[ns] holds
+
+def _time_from_parts(
+    df: pd.DataFrame,  # the table as read
+    parts: dict[str, str],  # part -> column (TableSpec.time_parts)
+    rej: _Rejects,  # rows with missing or invalid parts are recorded here
+    name: str,  # the built column's name (TableSpec.time), used in the reasons
+) -> pd.Series:  # UTC times (ns), NaT where the parts are not a valid time
+    "Build the time from whole-number parts (month and day default to 1, hour and minute to 0)."
+    n, bad, vals = len(df), np.zeros(len(df), bool), {}
+    for part, col in parts.items():
+        lo, hi, noun = _PARTS[part]
+        where = "" if col == part else f" (column {col!r})"
+        v, notnum = _as_number(df[col])
+        v = v.to_numpy("float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            frac = np.isfinite(v) & (v != np.round(v))
+            out = ~np.isnan(v) & ~frac & ~((v >= lo) & (v <= hi))
+        empty = np.isnan(v) & ~notnum
+        rej.add(name, "missing", empty, f"{part}{where} is empty")
+        rej.add(name, "type", notnum, np.array([f"{part} {x!r}{where} is not a number" for x in df[col][notnum]], dtype=object))
+        rej.add(name, "time_part", frac, np.array([f"{part} {x:g}{where} is not a whole number" for x in v[frac]], dtype=object))
+        rej.add(name, "time_part", out, np.array([f"{part} {x:g}{where} is not {noun} ({lo}-{hi})" for x in v[out]], dtype=object))
+        bad |= empty | notnum | frac | out
+        vals[part] = v
+    ok = ~bad
+    frame = pd.DataFrame({p: vals[p][ok].astype("int64") if p in vals else np.full(ok.sum(), 0 if p in ("hour", "minute") else 1)
+                          for p in _PARTS})
+    built = pd.to_datetime(frame, errors="coerce").to_numpy("datetime64[ns]")
+    time = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
+    time[ok] = built
+    nonday = np.zeros(n, bool); nonday[ok] = np.isnat(built)   # all parts in range, yet no such date: 30 February
+    if nonday.any():
+        f = frame[np.isnat(built)]
+        rej.add(name, "time_part", nonday, np.array([f"day {d} is not a day of {y}-{m:02d}" for y, m, d in
+                                                     zip(f.year, f.month, f.day)], dtype=object))
+    return pd.Series(time, index=df.index).dt.tz_localize("UTC")
 
 # %% ../../nbs/10_ingest.ipynb #c013
 # unit -> {other unit: value read in the other unit, converted to this one}. Factors near 1 (kn vs km/h)
@@ -156,11 +199,73 @@ def _spikes(v: np.ndarray, group_start: np.ndarray, max_step: float) -> np.ndarr
     with np.errstate(invalid="ignore"):
         return (np.abs(v - prev) > max_step) & (np.abs(v - nxt) > max_step)
 
+# %% ../../nbs/10_ingest.ipynb #c017b
+def _text_share(s: pd.Series) -> float:
+    "Share of the present values that are not numbers (0 for numeric, boolean and datetime columns)."
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+        return 0.0
+    counts = s[s.notna()].value_counts()   # distinct values: a million rows of a few words parse fast
+    counts = counts[counts.index.map(lambda v: not (isinstance(v, str) and not v.strip()))]
+    if counts.empty: return 0.0
+    text = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").isna().to_numpy()
+    return float(counts.to_numpy()[text].sum() / counts.sum())
+
+def _examples(s: pd.Series, k: int = 2) -> str:
+    vals = pd.unique(s.dropna().astype(str))
+    return "(" + ", ".join(repr(v) for v in vals[:k]) + (", ...)" if len(vals) > k else ")")
+
+def _categorical(df: pd.DataFrame, config: DatasetConfig) -> set[str]:
+    "The table features treated as categorical; text features not listed are a `SchemaError` (unless auto)."
+    t = config.table
+    text = [f for f in t.features if f not in t.categorical and _text_share(df[f]) > 0.5]
+    if text and not t.categorical_auto:
+        if len(text) == 1:
+            raise SchemaError(f"{t.path}: feature {text[0]!r} holds text {_examples(df[text[0]])}: list it under "
+                              "[table] categorical, or set categorical = \"auto\"")
+        head = ", ".join(f"{f!r} {_examples(df[f])}" for f in text[:3])
+        more = f" and {len(text) - 3} more ({', '.join(text[3:])})" if len(text) > 3 else ""
+        raise SchemaError(f"{t.path}: features {head}{more} hold text: list them under [table] categorical, "
+                          "or set categorical = \"auto\"")
+    return {*t.categorical, *text}
+
+# %% ../../nbs/10_ingest.ipynb #c017e
+def _toml(v: Any) -> str: return json.dumps(v) if isinstance(v, (str, bool)) else repr(v)
+
+def _values(s: pd.Series, k: int = 6) -> str:
+    counts = s.value_counts()
+    shown = ", ".join(f"{_toml(v.item() if hasattr(v, 'item') else v)} ({c} rows)" for v, c in counts.iloc[:k].items())
+    return shown + (f" and {len(counts) - k} more values" if len(counts) > k else "")
+
+def _is_value(s: pd.Series, value: Any) -> np.ndarray:
+    "Rows of `s` equal to `value` (text compared stripped, so \" Yes\" is \"Yes\")."
+    hit = (s == value).fillna(False).to_numpy(bool)
+    if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
+        hit = hit | ((s.astype("str").str.strip() == str(value)).to_numpy() & s.notna().to_numpy())
+    return hit
+
+def _target_classes(s: pd.Series, t: TableSpec) -> tuple[pd.Series, np.ndarray]:
+    "A classification target as 0/1 floats (NaN where empty), and a mask of stray values that are neither."
+    present = s.notna().to_numpy()
+    if t.positive is not None:
+        pos = _is_value(s, t.positive)
+        if not pos.any():
+            raise SchemaError(f"{t.path}: [table] positive = {_toml(t.positive)} is not a value of the target "
+                              f"{t.target!r}, which holds {_values(s)}; set positive to the value that is class 1")
+        return pd.Series(np.where(present, pos.astype("float64"), np.nan), index=s.index), np.zeros(len(s), bool)
+    v, stray = _as_number(s)
+    x = v.to_numpy("float64", na_value=np.nan)
+    if _text_share(s) > 0.5 or (~np.isnan(x) & (x != 0) & (x != 1)).any():
+        rare = s.dropna().value_counts().index[-1]
+        raise SchemaError(f"{t.path}: the classification target {t.target!r} holds {_values(s)}, not 0/1: set "
+                          f"[table] positive to the value that is class 1, e.g. positive = "
+                          f"{_toml(rare.item() if hasattr(rare, 'item') else rare)}")
+    return pd.Series(x, index=s.index), stray
+
 # %% ../../nbs/10_ingest.ipynb #c019
-def _numeric_columns(config: DatasetConfig) -> list[str]:
+def _numeric_columns(config: DatasetConfig, categorical: set[str]) -> list[str]:
     t = config.table
     cols = [t.lat, t.lon, t.target if config.task == "regression" else None,
-            *(f for f in t.features if f not in t.categorical),
+            *(f for f in t.features if f not in categorical),
             *(c for c, s in config.columns.items() if s.min is not None or s.max is not None or s.max_step is not None)]
     return list(dict.fromkeys(c for c in cols if c))
 
@@ -223,36 +328,66 @@ def _track_speed_mismatch(lat: np.ndarray, lon: np.ndarray, t_ns: np.ndarray, sp
             return np.abs(speed - implied) > np.maximum(2.0, 0.25 * implied)
     return off(before) & off(after)
 
+# %% ../../nbs/10_ingest.ipynb #c024b
+def _check_missing(rej: _Rejects, df: pd.DataFrame, config: DatasetConfig, typed: dict, typebad: dict,
+                   checked: list[str]) -> np.ndarray:
+    "Reject rows missing a value they need (`DatasetConfig.missing_rule`); returns the rows without a target."
+    parts = set((config.table.time_parts or {}).values())   # a missing part is a time reject, made with the time
+    unlabelled = np.zeros(len(df), bool)
+    for c in checked:
+        if c in parts: continue
+        na = (typed[c] if c in typed else df[c]).isna().to_numpy() & ~typebad.get(c, np.zeros(len(df), bool))
+        rule = config.missing_rule(c)
+        if rule == "reject": rej.add(c, "missing", na, "empty or NaN")
+        elif rule == "unlabelled": unlabelled = na
+    return unlabelled
+
+def _missing_by_column(df: pd.DataFrame, typed: dict, typebad: dict, columns: list[str]) -> dict[str, dict]:
+    "Rows with no value, per column that has any (most first): {column: {rows, fraction}}; a value that is there but bad is not missing."
+    n = len(df)
+    counts = {c: int(((typed[c] if c in typed else df[c]).isna().to_numpy() & ~typebad.get(c, np.zeros(n, bool))).sum())
+              for c in columns if c in df.columns}
+    return {c: {"rows": k, "fraction": k / n} for c, k in sorted(counts.items(), key=lambda kv: -kv[1]) if k}
+
 # %% ../../nbs/10_ingest.ipynb #c025
 def validate_table(
     df: pd.DataFrame,  # the table as read by `read_table` (with row_id)
     config: DatasetConfig,  # which columns mean what, and their checks
     entities: pd.DataFrame | None = None,  # optional entity attributes: rows of unknown entities are rejected
 ) -> IngestResult:
-    "Check every row; split the table into clean (typed) and quarantined (as read, with reasons) rows."
+    "Check every row; split the table into clean (typed), unlabelled (typed) and quarantined (as read, with reasons) rows."
     t = config.table
-    checked = list(dict.fromkeys([*t.required_columns, *config.columns]))
+    checked = list(dict.fromkeys([*t.required_columns, *(c for c in config.columns if not (t.time_parts and c == t.time))]))
     if missing := [c for c in checked if c not in df.columns]:
-        raise SchemaError(f"the table lacks column(s) {missing} that the dataset config uses "
+        raise SchemaError(f"{t.path}: the table lacks column(s) {missing} that the dataset config uses "
                           f"([table] or [columns.*]); it has {list(map(str, df.columns))}")
+    if config.task == "regression" and _text_share(df[t.target]) > 0.5:
+        raise SchemaError(f"{t.path}: the regression target {t.target!r} holds text {_examples(df[t.target])}; it must be "
+                          "a number. For a target of two classes, set task = \"classification\" and [table] positive")
+    categorical = _categorical(df, config)
     if "row_id" not in df.columns:
         df = df.assign(row_id=np.arange(len(df), dtype=np.int64))
     n, rej, typed, typebad = len(df), _Rejects(len(df)), {}, {}
     required = set(t.required_columns)
-    for c in _numeric_columns(config):
+    for c in _numeric_columns(config, categorical):
         typed[c], bad = _as_number(df[c])
         typebad[c] = bad
         rej.add(c, "type", bad, "not a number: '" + df[c][bad].astype(str).to_numpy(object) + "'")
+    if config.task == "classification":
+        typed[t.target], bad = _target_classes(df[t.target], t)
+        typebad[t.target] = bad
+        rej.add(t.target, "type", bad, "neither 0 nor 1: '" + df[t.target][bad].astype(str).to_numpy(object) + "'")
     time = None
-    if t.time:
-        time, bad = _as_time(df[t.time])
+    if t.time_parts:
+        time = typed[t.time] = _time_from_parts(df, t.time_parts, rej, t.time)
+    elif t.time:
+        time, bad = _as_time(df[t.time], t.time_format)
         typebad[t.time] = bad
         typed[t.time] = time
-        rej.add(t.time, "type", bad, "not an ISO 8601 timestamp: '" + df[t.time][bad].astype(str).to_numpy(object) + "'")
-    for c in t.required_columns:
-        na = (typed[c] if c in typed else df[c]).isna().to_numpy()
-        rej.add(c, "missing", na & ~typebad[c] if c in typebad else na, "empty or NaN")
-    for c in _numeric_columns(config):
+        what = f"does not match format {t.time_format!r}" if t.time_format else "not an ISO 8601 timestamp"
+        rej.add(t.time, "type", bad, f"{what}: '" + df[t.time][bad].astype(str).to_numpy(object) + "'")
+    unlabelled = _check_missing(rej, df, config, typed, typebad, checked)
+    for c in _numeric_columns(config, categorical):
         v = typed[c].to_numpy("float64", na_value=np.nan)
         if c in required:
             inf = np.isinf(v)
@@ -295,28 +430,44 @@ def validate_table(
         bad = _track_speed_mismatch(lat[order], lon[order], time.to_numpy("datetime64[ns]").view("int64")[order], sp[order], start)
         m = np.zeros(n, bool); m[order[bad]] = True
         rej.add(c, "track_speed", m, "disagrees with the speed implied by the positions before and after (wrong unit, or a bad fix)")
-    return _split(df, typed, rej, config)
+    return _split(df, typed, rej, config, unlabelled, typebad)
 
 # %% ../../nbs/10_ingest.ipynb #c027
-def _split(df: pd.DataFrame, typed: dict, rej: _Rejects, config: DatasetConfig) -> IngestResult:
+def _typed_rows(df: pd.DataFrame, typed: dict, mask: np.ndarray, built: str | None) -> pd.DataFrame:
+    out = df[mask].copy()
+    for c, v in typed.items():
+        if c == built: out.insert(1, c, v[mask])
+        else: out[c] = v[mask]
+    return out.reset_index(drop=True)
+
+def _split(df: pd.DataFrame, typed: dict, rej: _Rejects, config: DatasetConfig,
+           unlabelled: np.ndarray | None = None, typebad: dict | None = None) -> IngestResult:
+    t, n = config.table, len(df)
     bad = rej.bad()
+    unl = np.zeros(n, bool) if unlabelled is None else unlabelled & ~bad
     quarantine = df[bad].copy()
     quarantine["reason"] = rej.reasons(bad)
-    clean = df[~bad].copy()
-    for c, v in typed.items(): clean[c] = v[~bad]
+    built = t.time if t.time_parts else None
+    clean, unlab = _typed_rows(df, typed, ~bad & ~unl, built), _typed_rows(df, typed, unl, built)
     by_col, by_rule, by_both = rej.counts()
-    n = len(df)
-    used = {*config.table.required_columns, *config.columns, "row_id"}
+    used = {*t.required_columns, *config.columns, *config.regime_columns, config.split.group, "row_id"}
     worst = [{"column": c, "rows": k, "fraction": k / n if n else 0.0, "rules": by_both[c]}
              for c, k in list(by_col.items())[:5]]
     report = {
-        "rows": n, "clean_rows": len(clean), "quarantined_rows": len(quarantine),
-        "rejected_fraction": len(quarantine) / n if n else 0.0,
+        "rows": n, "clean_rows": len(clean), "quarantined_rows": int(bad.sum()), "unlabelled_rows": len(unlab),
+        "rejected_fraction": int(bad.sum()) / n if n else 0.0,
         "rejects_by_column": by_col, "rejects_by_rule": by_rule, "rejects_by_column_rule": by_both,
         "worst_columns": worst,
+        "missing_by_column": _missing_by_column(df, typed, typebad or {}, [c for c in df.columns if c in used and c != "row_id"]),
         "unused_columns": [str(c) for c in df.columns if c not in used],
     }
-    return IngestResult(clean.reset_index(drop=True), quarantine.reset_index(drop=True), report)
+    if config.task == "classification":
+        clean[t.target] = clean[t.target].astype("int64")
+        raw = df.loc[~bad & ~unl, t.target]
+        pairs = pd.DataFrame({"value": raw.astype(str).str.strip().to_numpy(), "class": clean[t.target].to_numpy()})
+        report["target_classes"] = {v: {"class": int(k), "rows": int(r)}
+                                    for (v, k), r in pairs.groupby(["value", "class"]).size().items()}
+    return IngestResult(clean, quarantine.reset_index(drop=True), report, unlab)
 
 # %% ../../nbs/10_ingest.ipynb #c031
 def check_rejected_fraction(
@@ -346,13 +497,14 @@ def _to_parquet(df: pd.DataFrame, path: Path) -> None:
 def write_ingest_outputs(
     result: IngestResult,  # from `validate_table`
     out_dir: str | os.PathLike,  # the stage's output folder
-) -> dict[str, Path]:  # {"clean": ..., "quarantine": ..., "report": ...}
-    "Write clean.parquet, quarantine.parquet and ingest_report.json atomically."
+) -> dict[str, Path]:  # {"clean": ..., "quarantine": ..., "unlabelled": ..., "report": ...}
+    "Write clean.parquet, quarantine.parquet, unlabelled.parquet and ingest_report.json atomically."
     out = Path(out_dir)
     paths = {"clean": out / "clean.parquet", "quarantine": out / "quarantine.parquet",
-             "report": out / "ingest_report.json"}
+             "unlabelled": out / "unlabelled.parquet", "report": out / "ingest_report.json"}
     _to_parquet(result.clean, paths["clean"])
     _to_parquet(result.quarantine, paths["quarantine"])
+    _to_parquet(result.unlabelled, paths["unlabelled"])
     write_json(paths["report"], result.report)
     return paths
 
@@ -369,6 +521,6 @@ def ingest_dataset(
     if config.grid:
         open_grid(config.grid).close()
         inputs["grid"] = config.grid.path
-    result = validate_table(read_table(config.table), config, entities)
+    result = validate_table(read_table(config.table, config.regime_columns, config.split.group), config, entities)
     result.report["inputs"] = {k: {"path": str(p), "digest": digest_file(p)} for k, p in inputs.items()}
     return result

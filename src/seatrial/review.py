@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,10 +20,11 @@ from .ledger import Ledger, LedgerError
 from .ledger import LedgerBrokenError as ChainBrokenError
 
 # %% auto #0
-__all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'ReviewError', 'UnknownVersionError', 'UnknownActionError', 'MissingCommentError',
-           'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError', 'ChampionMovedError', 'RollbackError',
-           'LedgerBrokenError', 'ledger_path', 'Evidence', 'evidence_digest', 'collect_evidence', 'evaluated_champion',
-           'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
+__all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'METRIC_NAMES', 'ReviewError', 'UnknownVersionError', 'UnknownActionError',
+           'MissingCommentError', 'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError', 'ChampionMovedError',
+           'RollbackError', 'LedgerBrokenError', 'ledger_path', 'Evidence', 'evidence_digest', 'collect_evidence',
+           'primary_metric', 'metric_text', 'compare_metrics', 'target_unit', 'evaluated_champion', 'describe',
+           'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
 
 # %% ../../nbs/21_review.ipynb #c005
 APPROVER = "approver"                 # the role that may decide
@@ -173,6 +175,59 @@ def collect_evidence(
     return Evidence(model, version, run, mlflow_run_id, data_digest, files, paths,
                     evidence_digest(model, version, run, mlflow_run_id, data_digest, files), metrics, changed)
 
+# %% ../../nbs/21_review.ipynb #c014b
+METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "mape": "MAPE", "r2": "R²", "bias": "bias (predicted − observed)",
+                "logloss": "log-loss", "auc": "AUC", "accuracy": "accuracy", "brier": "Brier score",
+                "n": "test rows"}   # metric key -> the name a person reads, in the order they read them
+_IN_TARGET_UNITS = ("rmse", "mae", "bias")   # the others are shares, ratios or counts
+
+def _numbers(d: dict | None) -> dict[str, float]:
+    return {k: v for k, v in (d or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+
+def _deltas(mine: dict | None, theirs: dict | None) -> dict[str, float]:
+    "Candidate minus the other model, per metric both have."
+    a, b = _numbers(mine), _numbers(theirs)
+    return {k: a[k] - b[k] for k in a if k in b}
+
+def primary_metric(
+    metrics: dict | None,   # one model's metrics (metrics.json "overall")
+) -> str | None:  # "rmse" (regression), "logloss" (classification), None when neither is there
+    "The error metric a model is judged on."
+    return next((k for k in ("rmse", "logloss") if k in (metrics or {})), None)
+
+def metric_text(
+    key: str,          # metric key as the evaluate stage writes it: rmse, logloss, n ...
+    value: Any,        # its value (None: undefined)
+    unit: str = "",    # the target's unit, shown with the metrics in it
+) -> str:  # e.g. "0.1886 t/h", "3.26 %", "1,000", an en dash when undefined
+    "A metric's value as a person reads it: four significant digits, its unit, a dash when undefined."
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value: return "–"
+    if key == "n": return f"{int(value):,}"
+    if key == "mape": return f"{100 * value:.3g} %"
+    return f"{value:.4g}" + (f" {unit}" if unit and key in _IN_TARGET_UNITS else "")
+
+def compare_metrics(
+    candidate: dict | None,        # the candidate's overall metrics (metrics.json "overall")
+    baseline: dict | None = None,  # the baseline's on the same rows (metrics.json "baseline")
+    champion: dict | None = None,  # the champion's
+) -> list[dict]:  # per metric: metric (key), name, candidate, baseline, champion (None where a model lacks it)
+    "Overall metrics side by side, one row per metric: the judged metric first, the number of test rows last."
+    models = {"candidate": candidate or {}, "baseline": baseline or {}, "champion": champion or {}}
+    keys = {k for m in models.values() for k, v in m.items() if v is None or _numbers({k: v}) or k == "n"}
+    order = ([k for k in METRIC_NAMES if k in keys and k != "n"] + sorted(keys - set(METRIC_NAMES))
+             + (["n"] if "n" in keys else []))
+    return [{"metric": k, "name": METRIC_NAMES.get(k, k)} | {m: d.get(k) for m, d in models.items()} for k in order]
+
+def target_unit(
+    config: str | os.PathLike | None,   # a dataset config (TOML)
+) -> str:  # [columns.<target>] unit, "" when none is given or the file cannot be read
+    "The unit of a dataset's target, for labelling its error metrics."
+    try: raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    except (OSError, TypeError, ValueError): return ""
+    target = (raw.get("table") or {}).get("target")
+    spec = (raw.get("columns") or {}).get(target) if isinstance(target, str) else None
+    return str(spec.get("unit") or "") if isinstance(spec, dict) else ""
+
 # %% ../../nbs/21_review.ipynb #c016
 _INJECTED = re.compile(r"^champion_model\s*=\s*(['\"])(.*?)\1", re.M)
 
@@ -193,8 +248,8 @@ def _injected_champion(path: str, *signature: int) -> str | None:
             if found: return Path(found.group(2)).name if found.group(2) else ""
     return None
 
-def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> tuple[dict, list[dict], str | None]:
-    "metrics.json and checks.json of a version's run, and the champion its evaluation compared against."
+def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> tuple[dict, list[dict], str | None, Path]:
+    "metrics.json and checks.json of a version's run, the champion its evaluation compared against, and its dataset config."
     run, record, old_root = _run_record(root, model, version, tags)
     metrics, checks, compared = None, None, None
     for stage in record.get("stages", []):
@@ -210,10 +265,7 @@ def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> t
                     metrics, compared = read_json(p), evaluated_champion(_stage_notebook(root, old_root, stage))
                 else: checks = read_json(p)
     if metrics is None: raise ReviewError(f"run {run} of {model} version {version} has no stage with a 'metrics' output")
-    return metrics, checks or [], compared
-
-def _numbers(d: dict | None) -> dict[str, float]:
-    return {k: v for k, v in (d or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+    return metrics, checks or [], compared, _rebase(old_root, root, record.get("config", ""))
 
 def describe(
     root: str | os.PathLike,  # the project folder
@@ -222,7 +274,7 @@ def describe(
     champion_version: str | None = None,  # the champion to compare with (default: the current one; "": none)
     champion_metrics: dict | None = None, # its headline metrics on its own test rows, if already known
     registered: Any = None,               # the version's registry entry, if already fetched
-) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, champion_version, champion_metrics, compared_on, deltas, decision, problem
+) -> dict:  # model, version, status, run, mlflow_run_id, data_digest, created, aliases, checks_passed, checks, checks_summary, metrics, unit, baseline_metrics, baseline_deltas, champion_version, champion_metrics, compared_on, deltas, decision, problem
     "A version as a review queue shows it."
     from seatrial import tracking
     root, version = Path(root).resolve(), str(version)
@@ -232,17 +284,20 @@ def describe(
            "run": mv.tags.get("seatrial.run", ""), "mlflow_run_id": mv.tags.get("seatrial.pipeline_run_id", ""),
            "data_digest": mv.tags.get("seatrial.data_digest", ""), "created": mv.created, "aliases": list(mv.aliases),
            "checks_passed": mv.tags.get("seatrial.checks_passed") == "true", "checks": [], "checks_summary": "",
-           "metrics": {}, "champion_version": champion_version or None, "champion_metrics": None,
+           "metrics": {}, "unit": "", "baseline_metrics": None, "baseline_deltas": {},
+           "champion_version": champion_version or None, "champion_metrics": None,
            "compared_on": "", "deltas": {}, "problem": None,
            "decision": {k.removeprefix("seatrial.decision."): v for k, v in mv.tags.items() if k.startswith("seatrial.decision.")}}
     try:
-        metrics, checks, compared = _evaluation(root, model, version, mv.tags)
+        metrics, checks, compared, config = _evaluation(root, model, version, mv.tags)
     except ReviewError as err:
         out["problem"] = str(err)
         out["checks_summary"] = mv.tags.get("seatrial.checks", "")
         return out
     failed = [c["name"] for c in checks if not c.get("passed")]
-    out |= {"metrics": metrics.get("overall") or {},
+    out |= {"metrics": metrics.get("overall") or {}, "unit": target_unit(config),
+            "baseline_metrics": metrics.get("baseline") or None,
+            "baseline_deltas": _deltas(metrics.get("overall"), metrics.get("baseline")),
             "checks": [{k: c.get(k) for k in ("name", "passed", "meaning")} for c in checks],
             "checks_passed": not failed,
             "checks_summary": f"{len(checks) - len(failed)} of {len(checks)} passed" + (f" (failed: {', '.join(failed)})" if failed else "")}
@@ -258,8 +313,7 @@ def describe(
         if champion_metrics is not None:
             out["champion_metrics"] = champion_metrics
             out["compared_on"] = out["compared_on"] or "the champion's own test rows"
-            mine, theirs = _numbers(out["metrics"]), _numbers(champion_metrics)
-            out["deltas"] = {k: mine[k] - theirs[k] for k in mine if k in theirs}
+            out["deltas"] = _deltas(out["metrics"], champion_metrics)
     return out
 
 def champion(

@@ -15,11 +15,12 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import seatrial
@@ -28,8 +29,9 @@ from .stage import MANIFEST, ManifestError, check_parameters, declared_parameter
 
 # %% auto #0
 __all__ = ['RUNTIME_PARAMS', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest', 'library_digest',
-           'DigestCache', 'StageFailedError', 'warm_imports', 'KernelPool', 'execute_stage', 'RunOptions', 'RunResult',
-           'new_run_id', 'stage_parameters', 'config_inputs', 'stage_key', 'StageCache', 'run_pipeline']
+           'DigestCache', 'config_sections', 'config_inputs', 'config_digest', 'StageFailedError', 'warm_imports',
+           'kernel_env', 'KernelPool', 'execute_stage', 'render_html', 'RunOptions', 'RunResult', 'new_run_id',
+           'stage_parameters', 'stage_key', 'StageCache', 'run_pipeline']
 
 # %% ../../nbs/17_runner.ipynb #c005
 class PipelineError(SeatrialError):
@@ -101,6 +103,41 @@ class DigestCache:
 
     def save(self) -> None: write_json(self.path, self.known)
 
+# %% ../../nbs/17_runner.ipynb #c012b
+_SECTION = re.compile(r"\[([A-Za-z_][\w-]*)\]")
+
+def config_sections(
+    comment: str,  # the help comment of a stage's `config` parameter
+) -> list[str] | None:  # the sections it lists, in order; None when it lists none (the stage reads the whole file)
+    "The dataset config sections a stage reads, as its `config` parameter's help comment lists them (`reads [table] [checks]`)."
+    return list(dict.fromkeys(_SECTION.findall(comment))) or None
+
+def config_inputs(
+    config: Path,                           # the dataset config
+    digests: DigestCache,
+    sections: Sequence[str] | None = None,  # the sections a stage reads (None: all of it)
+) -> dict[str, dict]:  # name -> path, sha256, context: what the stage reads, as MLflow records it
+    "The dataset config and the data files named by the sections a stage reads, with content digests."
+    from seatrial.dataset import load_config
+    cfg = load_config(config)
+    files = {"config": config, "table": cfg.table.path, "entities": cfg.entities and cfg.entities.path,
+             "grid": cfg.grid and cfg.grid.path}
+    return {k: {"path": str(Path(p).resolve()), "sha256": digests.digest(p), "context": "raw"} for k, p in files.items()
+            if p and (k == "config" or sections is None or k in sections)}
+
+def config_digest(
+    config: Path,                           # the dataset config
+    digests: DigestCache,
+    sections: Sequence[str] | None = None,  # the sections a stage reads (None: all of it)
+) -> str:  # what a stage's key takes of the config
+    "Hash of the top-level values, the listed sections as parsed, and their data files' contents; the whole file and all data without sections."
+    inputs = config_inputs(config, digests, sections)
+    if sections is None: return hash_json({k: v["sha256"] for k, v in inputs.items()})
+    raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    return hash_json({"top": {k: v for k, v in raw.items() if not isinstance(v, dict)},
+                      "sections": {s: raw.get(s) for s in sections},
+                      "files": {k: v["sha256"] for k, v in inputs.items() if k != "config"}})
+
 # %% ../../nbs/17_runner.ipynb #c014
 class StageFailedError(SeatrialError):
     "A stage notebook raised, timed out, lost its kernel, or ended without its manifest."
@@ -133,6 +170,10 @@ def _warm(km, code: str) -> None:
     finally:
         kc.stop_channels()
 
+def kernel_env() -> dict[str, str]:
+    "The environment of a stage kernel: ours, with passive OpenMP waits unless it says otherwise."
+    return {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
 class KernelPool:
     """Starts each stage's kernel ahead of time, in the stages' folder, and runs the stage's imports in it while the
     previous stage works: a fresh kernel per stage, without paying its start-up and imports on the critical path."""
@@ -146,7 +187,7 @@ class KernelPool:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
         km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=str(self._sockets / secrets.token_hex(4)))
-        run_sync(km.start_kernel)(cwd=str(self.cwd))
+        run_sync(km.start_kernel)(cwd=str(self.cwd), env=kernel_env())
         return km
 
     def take(self):
@@ -216,6 +257,27 @@ def execute_stage(
         raise StageFailedError(stage.name, report, "it ended without writing its manifest (sys.exit, or its last cells did not run)")
     return read_manifest(out_dir / MANIFEST)
 
+# %% ../../nbs/17_runner.ipynb #c016d
+_OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+def render_html(
+    notebook: Path,  # an executed notebook
+) -> Path:  # the .html written beside it
+    "Render a notebook to a self-contained HTML page: styles and figures inline, no script from the network."
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    exporter = HTMLExporter(template_name="lab", template_file="seatrial_offline.html.j2",
+                            extra_loaders=[DictLoader({"seatrial_offline.html.j2": _OFFLINE_TEMPLATE})])
+    body, _ = exporter.from_filename(str(notebook))
+    out = notebook.with_suffix(".html")
+    with atomic_path(out) as tmp: tmp.write_text(body, encoding="utf-8")
+    return out
+
 # %% ../../nbs/17_runner.ipynb #c018
 RUNTIME_PARAMS = ("run_id", "run_dir", "out_dir", "upstream", "config", "champion_model")
 
@@ -271,22 +333,19 @@ def stage_parameters(
     return out
 
 # %% ../../nbs/17_runner.ipynb #c023
-def config_inputs(config: Path, digests: DigestCache) -> dict[str, dict]:
-    "The dataset config and every data file it names, with content digests."
-    from seatrial.dataset import load_config
-    cfg = load_config(config)
-    files = {"config": config, "table": cfg.table.path}
-    if cfg.entities: files["entities"] = cfg.entities.path
-    if cfg.grid: files["grid"] = cfg.grid.path
-    return {k: {"path": str(Path(p).resolve()), "sha256": digests.digest(p), "context": "raw"} for k, p in files.items()}
-
 def _manifest_inputs(manifests: dict[str, dict]) -> dict[str, dict]:
     return {f"{stage}.{name}": {"path": o["path"], "sha256": o["sha256"], "context": stage}
             for stage, m in manifests.items() for name, o in m["outputs"].items()}
 
-def stage_key(stage: Stage, params: dict, inputs: dict[str, dict], library: str) -> str:
-    "The cache key of a stage: its code, parameters, input digests and the library's code."
-    return hash_json({"code": code_digest(stage.notebook), "params": params,
+def stage_key(
+    stage: Stage,
+    params: dict,                # its parameters, less the run's own folders
+    inputs: dict[str, dict],     # upstream outputs: name -> {"sha256", ...}
+    library: str,                # `library_digest()`
+    config: str | None = None,   # `config_digest` of what it reads of the dataset config (None: it reads no config)
+) -> str:
+    "The cache key of a stage: its code, parameters, input digests, what it reads of the config, and the library's code."
+    return hash_json({"code": code_digest(stage.notebook), "params": params, "config": config,
                       "inputs": {k: v["sha256"] for k, v in inputs.items()}, "library": library})
 
 class StageCache:
@@ -338,11 +397,6 @@ def _champion_after_run(root: Path, model_name: str, dst: Path, resolved: tuple[
     if resolved is not None and (alias_version(root, model_name, "champion") or "") == resolved[0]:
         _remember_champion(dst, _store_stamp(root), *resolved)
 
-def _render_html(notebook: Path) -> None:
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_filename(str(notebook))
-    with atomic_path(notebook.with_suffix(".html")) as tmp: tmp.write_text(body)
-
 def run_pipeline(
     opts: RunOptions,
     say: Callable[[str], None] = _say,  # where progress lines go
@@ -360,7 +414,9 @@ def run_pipeline(
     declared = {s.name: declared_parameters(s.notebook) for s in stages}
     state = root / ".seatrial"
     digests, cache = DigestCache(state / "digests.json"), StageCache(state / "cache.json")
-    raw = config_inputs(config, digests)
+    reads = {s.name: config_sections(declared[s.name]["config"].help) for s in stages if "config" in declared[s.name]}
+    raw = {s: config_inputs(config, digests, sections) for s, sections in reads.items()}          # what MLflow records
+    config_keys = {s: config_digest(config, digests, sections) for s, sections in reads.items()}  # what the keys take
     digests.save()
     library = library_digest()
     run_id = new_run_id(cfg.name)
@@ -394,7 +450,8 @@ def run_pipeline(
         for i, stage in enumerate(stages, 1):
             if stage.name == opts.from_stage: forced = True
             decl = declared[stage.name]
-            inputs = _manifest_inputs(manifests) | (raw if "config" in decl else {})
+            upstream_inputs = _manifest_inputs(manifests)
+            inputs = upstream_inputs | raw.get(stage.name, {})
             params = dict(user[stage.name])
             runtime = {"run_id": run_id, "run_dir": str(run_dir), "out_dir": str(run_dir / stage.name),
                        "upstream": {s: str(Path(m["_path"])) for s, m in manifests.items()}, "config": str(config)}
@@ -404,7 +461,7 @@ def run_pipeline(
                 params_for_key = params | {"champion_version": version}
             else:
                 params_for_key = params
-            key = stage_key(stage, params_for_key, inputs, library)
+            key = stage_key(stage, params_for_key, upstream_inputs, library, config_keys.get(stage.name))
             hit = None if forced else cache.lookup(key)
             t0 = time.time()
             if hit:
@@ -482,7 +539,7 @@ def _public(manifest: dict) -> dict:
 
 def _log_done(box, ensure_tracking, stage, params, manifest, report, inputs):
     from seatrial.tracking import log_stage
-    _render_html(report)
+    render_html(report)
     ensure_tracking()
     box.setdefault("stage_runs", {})[stage] = log_stage(box["tracker"], box["parent"], stage, params, _public(manifest),
                                                         report, inputs)
@@ -498,7 +555,7 @@ def _log_trained_model(box, stage, manifest):
 
 def _log_failed(box, ensure_tracking, stage, params, notebook, inputs):
     from seatrial.tracking import log_stage
-    if notebook is not None: _render_html(notebook)
+    if notebook is not None: render_html(notebook)
     ensure_tracking()
     log_stage(box["tracker"], box["parent"], stage, params, None, notebook, inputs, status="FAILED")
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -18,9 +19,10 @@ from .core import SeatrialError, atomic_path
 from .dataset import TASKS
 
 # %% auto #0
-__all__ = ['TrainError', 'model_frame', 'fit_baseline', 'predict_baseline', 'train_lightgbm', 'booster_categorical',
-           'predict_lightgbm', 'choose_objective', 'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm',
-           'best_trial', 'save_booster', 'load_booster']
+__all__ = ['CELLS_PER_THREAD', 'TrainError', 'model_frame', 'fit_baseline', 'predict_baseline', 'available_cores',
+           'choose_threads', 'train_lightgbm', 'booster_categorical', 'predict_lightgbm', 'choose_objective',
+           'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm', 'best_trial', 'search_lightgbm_folds',
+           'save_booster', 'load_booster']
 
 # %% ../../nbs/12_train.ipynb #c005
 class TrainError(SeatrialError):
@@ -99,8 +101,26 @@ def predict_baseline(
     z = X @ np.array([baseline["coefficients"][f] for f in feats]) + baseline["intercept"]
     return 1 / (1 + np.exp(-z)) if baseline["task"] == "classification" else z
 
+# %% ../../nbs/12_train.ipynb #c010b
+CELLS_PER_THREAD = 250_000   # rows x features each OpenMP thread should have to itself (measured above)
+_THREAD_KEYS = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")   # LightGBM's names for it
+
+def available_cores() -> int:
+    "The CPU cores this process may run on (its affinity: `taskset`, a container's cpuset), else all of them."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1   # no affinity outside Linux
+
+def choose_threads(
+    n_rows: int,               # rows LightGBM works on
+    n_features: int,           # features per row
+    cores: int | None = None,  # at most this many (default: `available_cores()`)
+) -> int:                      # OpenMP threads for a LightGBM fit or prediction
+    "One thread for small data, one more per `CELLS_PER_THREAD` cells of it, at most one per core."
+    cores = available_cores() if cores is None else cores
+    return max(1, min(cores, int(n_rows) * max(int(n_features), 1) // CELLS_PER_THREAD))
+
 # %% ../../nbs/12_train.ipynb #c012
-_BASE_PARAMS = {"seed": 0, "deterministic": True, "force_col_wise": True, "num_threads": 0, "verbosity": -1}
+_BASE_PARAMS = {"seed": 0, "deterministic": True, "force_col_wise": True, "verbosity": -1}
 _OBJECTIVE = {"regression": {"objective": "regression", "metric": "rmse"},
               "classification": {"objective": "binary", "metric": "binary_logloss"}}
 
@@ -125,6 +145,7 @@ def train_lightgbm(
     import lightgbm as lgb
     _check_task(task)
     p = {**_BASE_PARAMS, **_OBJECTIVE[task], **(params or {})}
+    if not any(k in p for k in _THREAD_KEYS): p["num_threads"] = choose_threads(len(train_df), len(features))
     rounds = int(p.pop("num_boost_round", p.pop("n_estimators", 1000)))
     patience = int(p.pop("early_stopping_rounds", 50))
     cats = [c for c in features if c in categorical]
@@ -149,8 +170,9 @@ def predict_lightgbm(
     booster,                    # lightgbm.Booster
     df: pd.DataFrame,           # rows holding the booster's features
 ) -> np.ndarray:                # predictions (probability of class 1 for classification)
-    "Predict with a booster at its best iteration."
-    return booster.predict(model_frame(df, booster.feature_name(), booster_categorical(booster)))
+    "Predict with a booster at its best iteration, on `choose_threads` threads."
+    X = model_frame(df, booster.feature_name(), booster_categorical(booster))
+    return booster.predict(X, num_threads=choose_threads(*X.shape))
 
 # %% ../../nbs/12_train.ipynb #c018
 def choose_objective(
@@ -176,8 +198,9 @@ def logloss_score(y, p) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 def default_grid() -> list[dict]:
-    "Four LightGBM parameter sets, from simple to flexible."
+    "Five LightGBM parameter sets, from simple (a few heavily regularised leaves, for small or nearly linear tables) to flexible."
     return [
+        {"num_leaves": 4, "learning_rate": 0.05, "min_data_in_leaf": 50, "lambda_l2": 10.0},
         {"num_leaves": 15, "learning_rate": 0.1, "min_data_in_leaf": 20},
         {"num_leaves": 31, "learning_rate": 0.05, "min_data_in_leaf": 20, "feature_fraction": 0.9},
         {"num_leaves": 63, "learning_rate": 0.05, "min_data_in_leaf": 50, "feature_fraction": 0.8, "lambda_l2": 1.0},
@@ -213,6 +236,36 @@ def best_trial(trials: Sequence[dict]) -> dict:
     finite = [t for t in trials if t["value"] is not None and math.isfinite(t["value"])]
     if not finite: raise TrainError("no trial of the search produced a finite validation metric")
     return min(finite, key=lambda t: t["value"])
+
+# %% ../../nbs/12_train.ipynb #c024b
+def search_lightgbm_folds(
+    df: pd.DataFrame,              # the training rows
+    folds: Sequence[np.ndarray],   # one boolean mask per fold over `df`'s rows: True = validation row
+    features: Sequence[str],       # model input columns
+    target: str,                   # target column
+    task: str,                     # "regression" or "classification"
+    grid: Sequence[dict],          # parameter sets to try
+    categorical: Sequence[str] = (),  # features treated as categorical
+) -> list[dict]:                   # one trial per parameter set (as `search_lightgbm`), scored by its mean over folds
+    "The search of `search_lightgbm` on several folds; each parameter set is scored by its mean validation metric."
+    if not len(folds): raise TrainError("no validation fold given; pass at least one mask of validation rows")
+    runs = []
+    for k, mask in enumerate(folds):
+        mask = np.asarray(mask, dtype=bool)
+        if len(mask) != len(df) or mask.all() or not mask.any():
+            raise TrainError(f"validation fold {k} must mark some, not all, of the {len(df)} training rows")
+        runs.append(search_lightgbm(df[~mask], df[mask], features, target, task, grid, categorical))
+    trials = []
+    for i, params in enumerate(grid):
+        per = [r[i] for r in runs]
+        values = [t["value"] for t in per]
+        best = max(1, round(float(np.mean([t["best_iteration"] for t in per]))))
+        trials.append({"params": dict(params), "metric": per[0]["metric"],
+                       "value": float(np.mean(values)) if all(math.isfinite(v) for v in values) else float("nan"),
+                       "fold_values": [float(v) for v in values], "best_iteration": best, "n_trees": best,
+                       "fit_seconds": round(sum(t["fit_seconds"] for t in per), 3)})
+    return trials
+
 
 # %% ../../nbs/12_train.ipynb #c026
 def save_booster(
