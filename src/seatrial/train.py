@@ -102,7 +102,7 @@ def predict_baseline(
     return 1 / (1 + np.exp(-z)) if baseline["task"] == "classification" else z
 
 # %% ../../nbs/12_train.ipynb #c010b
-CELLS_PER_THREAD = 250_000   # rows x features each OpenMP thread should have to itself (measured above)
+CELLS_PER_THREAD = 1_000_000   # rows x features each OpenMP thread should have to itself (measured above)
 _THREAD_KEYS = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")   # LightGBM's names for it
 
 def available_cores() -> int:
