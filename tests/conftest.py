@@ -111,3 +111,16 @@ def fleet_project(fleet_base, tmp_path) -> Path:
     root = tmp_path / "project"
     shutil.copytree(fleet_base, root)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_stays_local():
+    """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in this process (for subprocesses to inherit): a test that
+    points MLflow at its project must not send the next tests' seatrial commands and readers to that project's store."""
+    had = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") != had:
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None: mlflow.set_tracking_uri(had)
+        if had is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else: os.environ["MLFLOW_TRACKING_URI"] = had
