@@ -127,11 +127,10 @@ def config_inputs(
 
 def config_digest(
     config: Path,                           # the dataset config
-    digests: DigestCache,
+    inputs: dict[str, dict],                # `config_inputs` of the same sections: the files and their digests
     sections: Sequence[str] | None = None,  # the sections a stage reads (None: all of it)
 ) -> str:  # what a stage's key takes of the config
     "Hash of the top-level values, the listed sections as parsed, and their data files' contents; the whole file and all data without sections."
-    inputs = config_inputs(config, digests, sections)
     if sections is None: return hash_json({k: v["sha256"] for k, v in inputs.items()})
     raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
     return hash_json({"top": {k: v for k, v in raw.items() if not isinstance(v, dict)},
@@ -416,7 +415,7 @@ def run_pipeline(
     digests, cache = DigestCache(state / "digests.json"), StageCache(state / "cache.json")
     reads = {s.name: config_sections(declared[s.name]["config"].help) for s in stages if "config" in declared[s.name]}
     raw = {s: config_inputs(config, digests, sections) for s, sections in reads.items()}          # what MLflow records
-    config_keys = {s: config_digest(config, digests, sections) for s, sections in reads.items()}  # what the keys take
+    config_keys = {s: config_digest(config, raw[s], sections) for s, sections in reads.items()}  # what the keys take
     digests.save()
     library = library_digest()
     run_id = new_run_id(cfg.name)
