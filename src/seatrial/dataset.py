@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     import xarray as xr
 
 # %% auto #0
-__all__ = ['TASKS', 'TIME_REGIMES', 'REGIME_BY', 'SPLIT_BY', 'TIME_PARTS', 'RESERVED_COLUMNS', 'ConfigError', 'DataFileError',
-           'TableSpec', 'ColumnSpec', 'EntitiesSpec', 'GridSpec', 'SplitSpec', 'RegimeSpec', 'ChecksSpec', 'IngestSpec',
-           'DatasetConfig', 'load_config', 'read_table', 'categorical_features', 'read_entities', 'open_grid',
-           'digest_file', 'digest_frame']
+__all__ = ['TASKS', 'TIME_REGIMES', 'REGIME_BY', 'SPLIT_BY', 'TIME_PARTS', 'TABLE_SUFFIXES', 'RESERVED_COLUMNS', 'ConfigError',
+           'DataFileError', 'TableSpec', 'ColumnSpec', 'EntitiesSpec', 'GridSpec', 'SplitSpec', 'RegimeSpec',
+           'ChecksSpec', 'IngestSpec', 'DatasetConfig', 'load_config', 'read_frame', 'read_table',
+           'categorical_features', 'read_entities', 'open_grid', 'digest_file', 'digest_frame']
 
 # %% ../../nbs/01_dataset.ipynb #c005
 class ConfigError(SeatrialError):
@@ -230,7 +230,7 @@ class _Section:
                               f"allowed keys in {where}: {', '.join(sorted(self.seen))}")
 
 # %% ../../nbs/01_dataset.ipynb #c014
-_SUFFIX_FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
+TABLE_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 def _existing_path(sec: _Section, root: Path, k: str = "path") -> Path:
     rel = sec.get(k, "str")
@@ -244,7 +244,7 @@ def _table_format(sec: _Section, p: Path) -> str:
     fmt = sec.get("format", "str", None, choices=("csv", "parquet"))
     if fmt: return fmt
     name = p.name.lower()
-    for suf, f in _SUFFIX_FORMATS.items():
+    for suf, f in TABLE_SUFFIXES.items():
         if name.endswith(suf): return f
     raise sec.error("path", f"= {p.name!r}: cannot tell the format from the suffix; "
                             "set format = \"csv\" or \"parquet\" next to it")
@@ -566,7 +566,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 # %% ../../nbs/01_dataset.ipynb #c028
-def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
+def read_frame(path: Path, fmt: str) -> pd.DataFrame:
     "Read a CSV or Parquet file into a DataFrame, translating parser errors into `DataFileError`."
     path = Path(path)
     if not path.is_file(): raise DataFileError(f"{path}: file not found")
@@ -602,7 +602,7 @@ def read_table(
     group: str | None = None,  # the [split] group column (`DatasetConfig.split.group`)
 ) -> pd.DataFrame:  # the file's columns as read, plus `row_id` first
     "Read the observations (CSV or Parquet), check the configured columns exist, and add `row_id`."
-    df = _read_frame(spec.path, spec.format)
+    df = read_frame(spec.path, spec.format)
     _require_columns(df, spec.required_columns, spec.path, "[table]")
     _require_columns(df, list(regime_columns), spec.path, "[regimes]")
     _require_columns(df, [group] if group else [], spec.path, "[split] group")
@@ -633,7 +633,7 @@ def read_entities(
     spec: EntitiesSpec,  # the config's [entities]
 ) -> pd.DataFrame:  # one row per entity, every column of the file
     "Read per-entity attributes and check the key column is present, complete and unique."
-    df = _read_frame(spec.path, spec.format)
+    df = read_frame(spec.path, spec.format)
     _require_columns(df, list(dict.fromkeys([spec.key, *spec.columns])) if spec.key else spec.columns,
                      spec.path, "[entities]")
     if spec.key:

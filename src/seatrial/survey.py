@@ -957,7 +957,7 @@ def render_toml(
     out_dir = Path(out_dir).resolve()
     def rel(p: Path) -> str: return Path(os.path.relpath(Path(p).resolve(), out_dir)).as_posix()
     stem = sv.source.name
-    for suffix in sorted(dataset._SUFFIX_FORMATS, key=len, reverse=True):
+    for suffix in sorted(dataset.TABLE_SUFFIXES, key=len, reverse=True):
         if stem.lower().endswith(suffix): stem = stem[: -len(suffix)]; break
     sv.name = name or stem
     L = _Lines()
@@ -976,7 +976,7 @@ def render_toml(
 # %% ../../nbs/03_survey.ipynb #c062
 def _format_of(path: Path) -> str:
     name = path.name.lower()
-    fmt = next((f for suf, f in dataset._SUFFIX_FORMATS.items() if name.endswith(suf)), None)
+    fmt = next((f for suf, f in dataset.TABLE_SUFFIXES.items() if name.endswith(suf)), None)
     if fmt is None:
         raise SurveyError(f"{path}: cannot tell the format from the suffix; expected a CSV (.csv, .csv.gz) or Parquet "
                           "(.parquet, .pq) file: rename it, or convert it")
@@ -1007,7 +1007,7 @@ def survey_file(
 ) -> Survey:
     "Read a data file with seatrial's readers and survey it."
     path = Path(source)
-    df = dataset._read_frame(path, _format_of(path))
+    df = dataset.read_frame(path, _format_of(path))
     if clash := [c for c in dataset.RESERVED_COLUMNS if c in df.columns]:
         raise SurveyError(f"{path}: column(s) {clash} are reserved by seatrial; rename them in a copy of the file")
     sv = survey_frame(df, target, sample, seed)
