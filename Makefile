@@ -1,18 +1,45 @@
 # The two commands of the README: `make demo` and `make test`. Each sets up .venv on its own.
 VENV   ?= .venv
+VENV_PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.seatrial-installed
+LOCK   := requirements.lock
 SAMPLE := data/sample/dataset.toml
+UV_VERSION := 0.13.9
 
-.PHONY: demo test lint export-check nbtest pytest install sample bench
+.PHONY: demo test lint export-check nbtest pytest install sample bench lock lock-check
 
-$(STAMP): setup.py settings.ini
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+# .venv gets the versions in requirements.lock, not the newest that settings.ini's lower bounds allow, so a clone
+# next month runs what was tested today. Every file is hash-checked: --require-hashes (pip refuses a package the lock
+# does not pin, so the lock is also proved complete), --only-binary (nothing is built from source, whose build tools
+# pip would fetch unpinned and unhashed). seatrial itself goes in last, without dependencies and without build
+# isolation: its build backend is the lock's setuptools. The check first stops a lock that settings.ini has outgrown.
+$(STAMP): setup.py settings.ini $(LOCK)
+	test -x $(PY) || $(VENV_PYTHON) -m venv $(VENV)
+	$(PY) .ci/lock.py check
+	$(PY) -m pip install --quiet --require-hashes --only-binary :all: -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
 
 install: $(STAMP)
+
+# Re-make requirements.lock from settings.ini (after changing its requirements or dev_requirements; CI fails until
+# then). The versions already in the lock are kept and only what a changed requirement forces moves; UPGRADE=1 takes
+# the newest versions allowed instead (then `make test`). The first lock was compiled with .venv's `pip freeze --all`
+# as constraints (.ci/lock.py compile --constraints), so it pins exactly the versions the suite had passed with;
+# constraints rather than compile-then-compare because uv then fails loudly if those versions cannot satisfy
+# settings.ini. The comparison with .venv is printed after every lock. uv is needed here only, never to install:
+# set UV=path/to/uv, or a pinned uv is installed into a throwaway venv.
+lock:
+	@set -e; uv="$(UV)"; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  if [ -z "$$uv" ]; then $(VENV_PYTHON) -m venv "$$tmp/uv" && "$$tmp/uv/bin/pip" install --quiet uv==$(UV_VERSION) && uv="$$tmp/uv/bin/uv"; fi; \
+	  $(VENV_PYTHON) .ci/lock.py compile --uv "$$uv" $(if $(UPGRADE),--upgrade); \
+	  if [ -x $(PY) ]; then $(VENV_PYTHON) .ci/lock.py compare $(PY) || echo "(make install brings $(VENV) to the lock)"; fi
+
+# requirements.lock was compiled from settings.ini's current requirements (cheap: make test runs it first).
+lock-check:
+	$(VENV_PYTHON) .ci/lock.py check
 
 # The small sample every stage notebook defaults to (so a bare papermill or JupyterLab run works).
 $(SAMPLE): $(STAMP)
@@ -39,7 +66,7 @@ nbtest: $(STAMP)
 pytest: $(STAMP) $(SAMPLE)
 	$(VENV)/bin/pytest
 
-test: lint export-check nbtest pytest
+test: lock-check lint export-check nbtest pytest
 
 # The figures of BENCHMARKS.md (about an hour and a half on 2 cores; run on a quiet machine).
 bench: $(STAMP)
