@@ -5,22 +5,26 @@
 # %% ../../nbs/17_runner.ipynb #c002
 from __future__ import annotations
 
+import contextlib
+import json
 import keyword
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import tomllib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import seatrial
@@ -28,10 +32,11 @@ from .core import SeatrialError, atomic_path, hash_json, hash_path, read_json, w
 from .stage import MANIFEST, ManifestError, check_parameters, declared_parameters, read_manifest
 
 # %% auto #0
-__all__ = ['RUNTIME_PARAMS', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest', 'library_digest',
-           'DigestCache', 'config_sections', 'config_inputs', 'config_digest', 'StageFailedError', 'warm_imports',
-           'kernel_env', 'KernelPool', 'execute_stage', 'render_html', 'RunOptions', 'RunResult', 'new_run_id',
-           'stage_parameters', 'stage_key', 'StageCache', 'run_pipeline']
+__all__ = ['RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest',
+           'library_digest', 'DigestCache', 'config_sections', 'config_inputs', 'config_digest', 'StageFailedError',
+           'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell', 'execute_stage', 'render_html', 'RunOptions',
+           'RunResult', 'new_run_id', 'stage_parameters', 'stage_key', 'StageCache', 'RunInProgressError',
+           'lock_holder', 'project_lock', 'recover_interrupted', 'run_pipeline']
 
 # %% ../../nbs/17_runner.ipynb #c005
 class PipelineError(SeatrialError):
@@ -140,17 +145,17 @@ def config_digest(
 # %% ../../nbs/17_runner.ipynb #c014
 class StageFailedError(SeatrialError):
     "A stage notebook raised, timed out, lost its kernel, or ended without its manifest."
-    def __init__(self, stage: str, notebook: Path | None, detail: str, cell: int | None = None):
-        self.stage, self.notebook, self.detail, self.cell = stage, notebook, detail, cell
-        where = f" at cell {cell}" if cell is not None else ""
+    def __init__(self, stage: str, notebook: Path | None, detail: str, cell: int | None = None, line: str | None = None):
+        self.stage, self.notebook, self.detail, self.cell, self.line = stage, notebook, detail, cell, line
+        where = f" at cell {cell}" + (f" ({line})" if line else "") if cell is not None else ""
         kept = f"\n  the executed notebook is kept at {notebook}" if notebook else ""
         super().__init__(f"stage '{stage}' failed{where}: {detail}{kept}")
 
 def warm_imports(notebook: Path) -> str:
-    "The top-level import lines of a notebook's code cells (what a kernel can do before the stage starts)."
+    "The top-level import lines of a notebook's code cells (what a kernel can do before the stage starts); none that does more (`;`)."
     lines = [ln for c in read_json(notebook)["cells"] if c["cell_type"] == "code"
              for ln in ("".join(c["source"]) if isinstance(c["source"], list) else c["source"]).splitlines()
-             if re.match(r"(import |from \S+ import )", ln) and not ln.startswith("from __future__")]
+             if re.match(r"(import |from \S+ import )", ln) and not ln.startswith("from __future__") and ";" not in ln]
     return "\n".join(lines)
 
 def _warm(km, code: str) -> None:
@@ -212,15 +217,56 @@ def _shutdown(km) -> None:
     from jupyter_core.utils import run_sync
     run_sync(km.shutdown_kernel)(now=True)
 
-def _failed_cell(exc, cell_timeout: float) -> tuple[int | None, str]:
+def _failure_detail(exc, cell_timeout: float) -> str:
     from papermill.exceptions import PapermillExecutionError
-    if isinstance(exc, PapermillExecutionError):
-        return exc.exec_count, f"{exc.ename}: {exc.evalue}"
+    if isinstance(exc, PapermillExecutionError): return f"{exc.ename}: {exc.evalue}"
     name = type(exc).__name__
-    if name == "DeadKernelError": return None, "the kernel died (out of memory, or the process was killed)"
+    if name == "DeadKernelError": return "the kernel died (out of memory, or the process was killed)"
     if name == "CellTimeoutError":
-        return None, f"a cell ran past the time limit of {cell_timeout:g} s (set another with --cell-timeout)"
-    return None, f"{name}: {exc}"
+        return f"a cell ran past the time limit of {cell_timeout:g} s (set another with --cell-timeout)"
+    return f"{name}: {exc}"
+
+def _first_line(cell: dict) -> str:
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    line = next((ln.strip() for ln in src.splitlines() if ln.strip() and not ln.lstrip().startswith("#|")), "")
+    return line if len(line) <= 80 else line[:79] + "…"
+
+def failed_cell(
+    notebook: Path,  # an executed notebook kept after a failure
+) -> tuple[int, str] | None:  # (its number among the notebook's code cells, from 1: In [n]; its first line), or None
+    "The cell a kept notebook failed at, as its papermill metadata (set right by `_SeatrialEngine`) says."
+    code = [c for c in read_json(notebook)["cells"] if c["cell_type"] == "code"]
+    for i, c in enumerate(code, 1):
+        if c.get("metadata", {}).get("papermill", {}).get("status") == "failed": return i, _first_line(c)
+    return None
+
+def _engine():
+    "papermill's engine, but a cell that never returned (dead kernel, time limit) is `failed`, and later cells stay `pending`."
+    from papermill.engines import NBClientEngine, papermill_engines
+    if "seatrial" in papermill_engines._engines: return "seatrial"
+
+    class _SeatrialEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            started: list[int] = []
+            start = nb_man.cell_start
+            def cell_start(cell, cell_index=None, **kw):
+                started.append(cell_index)
+                return start(cell, cell_index, **kw)
+            nb_man.cell_start = cell_start
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            except BaseException:
+                # papermill's own bookkeeping calls the cell that was running "completed" (and every cell after it, at
+                # the end): the cell that was running when the kernel died or the clock ran out is the one that failed
+                if started:
+                    meta = nb_man.nb.cells[started[-1]].metadata.papermill
+                    meta["status"], meta["exception"] = "failed", True
+                    nb_man.nb.metadata.papermill["exception"] = True
+                raise
+
+    papermill_engines.register("seatrial", _SeatrialEngine)
+    return "seatrial"
 
 def execute_stage(
     stage: Stage,
@@ -243,17 +289,21 @@ def execute_stage(
     try:
         pm.execute_notebook(stage.notebook, partial, parameters=params, km=km, kernel_name=pool.kernel_name,
                             language="python", cwd=stage.notebook.parent, execution_timeout=cell_timeout,
+                            engine_name=_engine(),
                             progress_bar={"desc": f"  {stage.name}", "leave": False} if progress else False)
     except Exception as exc:
-        cell, detail = _failed_cell(exc, cell_timeout)
+        detail = _failure_detail(exc, cell_timeout)
         kept = report if partial.exists() else None
         if kept: os.replace(partial, report)
-        raise StageFailedError(stage.name, kept, detail, cell) from None
+        at = failed_cell(kept) if kept else None
+        raise StageFailedError(stage.name, kept, detail, *(at or (None, None))) from None
     finally:
         _shutdown(km)
     os.replace(partial, report)
     if not (out_dir / MANIFEST).exists():
-        raise StageFailedError(stage.name, report, "it ended without writing its manifest (sys.exit, or its last cells did not run)")
+        at = failed_cell(report)   # sys.exit(): the kernel reports no error, papermill stops and marks the cell failed
+        why = "it stopped (sys.exit) without writing its manifest" if at else "it ended without writing its manifest"
+        raise StageFailedError(stage.name, report, why, *(at or (None, None)))
     return read_manifest(out_dir / MANIFEST)
 
 # %% ../../nbs/17_runner.ipynb #c016d
@@ -291,6 +341,7 @@ class RunOptions:
     from_stage: str | None = None   # re-run this stage and all after it
     cell_timeout: float = 1800      # seconds one cell may run
     progress: bool = True           # cell progress bars
+    wait: bool = False              # another run of the project in progress: wait for it instead of refusing
 
 @dataclass
 class RunResult:
@@ -352,16 +403,148 @@ class StageCache:
     def __init__(self, path: Path):
         self.path, self.entries = path, (read_json(path) if path.exists() else {})
 
-    def lookup(self, key: str) -> tuple[dict, dict] | None:
-        "The entry and its manifest for `key`, if its outputs still exist."
+    def lookup(self,
+               key: str,
+               digests: DigestCache | None = None,  # when given, every output must still have the content its manifest says
+              ) -> tuple[dict, dict] | None:
+        "The entry and its manifest for `key`, if its outputs still exist (unchanged)."
         e = self.entries.get(key)
         if not e: return None
-        try: return e, read_manifest(e["manifest"])
+        try: m = read_manifest(e["manifest"])
         except ManifestError: return None
+        if digests and any(digests.digest(o["path"]) != o["sha256"] for o in m["outputs"].values()): return None
+        return e, m
 
     def store(self, key: str, manifest_path: Path, run_id: str) -> None:
         self.entries[key] = {"manifest": str(manifest_path), "run": run_id}
         write_json(self.path, self.entries)
+
+# %% ../../nbs/17_runner.ipynb #c023b
+class RunInProgressError(SeatrialError):
+    "Another run of the same project holds its lock."
+
+LOCK = "run.lock"   # in the project's .seatrial/
+_held: dict[str, int] = {}   # lock path -> open descriptor, for the locks this process holds
+
+def _utc(t: float) -> str: return f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+def lock_holder(
+    root: str | os.PathLike,  # the project folder
+) -> dict | None:  # run_id, pid, host, started (epoch seconds); None when no run holds the lock
+    "Who holds the project's run lock, as it wrote in the lock file: read without taking the lock."
+    p = Path(root) / ".seatrial" / LOCK
+    for _ in range(20):   # the holder truncates, then writes: an empty read may be that instant
+        try: text = p.read_text()
+        except FileNotFoundError: return None
+        if text.strip():
+            try: return json.loads(text)
+            except ValueError: pass
+        time.sleep(0.05)
+    return None
+
+def _write_holder(fd: int, run_id: str | None) -> None:
+    body = json.dumps({"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, body.encode(), 0)
+
+@contextmanager
+def project_lock(
+    root: str | os.PathLike,          # the project folder
+    run_id: str | None = None,        # the run that takes it (named to whoever else tries)
+    wait: bool = False,               # wait for a run in progress instead of refusing
+    say: Callable[[str], None] = _say,
+) -> Iterator[dict | None]:  # what an earlier holder, killed before it let go, had written (None if it let go)
+    """Hold the project's run lock (`.seatrial/run.lock`, an `flock`): one run per project at a time. Taken again by the
+    same process it is already held (and names the new run). The kernel lets go of it when its holder dies, however it dies."""
+    import fcntl
+    p = Path(root).resolve() / ".seatrial" / LOCK
+    if str(p) in _held:
+        _write_holder(_held[str(p)], run_id)
+        yield None
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            h = lock_holder(root) or {}
+            who = (f"run {h.get('run_id') or '(starting)'} is in progress since {_utc(h['started'])}, pid {h.get('pid')}"
+                   f"{'' if h.get('host') == socket.gethostname() else ' on ' + str(h.get('host'))}" if h else "a run is in progress")
+            if not wait: raise RunInProgressError(f"{who} (lock {p}); wait for it, or pass --wait") from None
+            say(f"{who}: waiting for it to end")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        left = os.pread(fd, 4096, 0)
+        try: stale = json.loads(left) if left.strip() else None
+        except ValueError: stale = {}
+        if stale is not None:
+            say(f"run {stale.get('run_id') or '(unnamed)'} (pid {stale.get('pid')}) ended without letting go of the lock "
+                "(killed?); taking it over")
+        _write_holder(fd, run_id)
+        _held[str(p)] = fd
+        try: yield stale
+        finally:
+            del _held[str(p)]
+            os.ftruncate(fd, 0)   # empty: let go on purpose (a killed holder leaves its name behind)
+    finally:
+        os.close(fd)
+
+
+# %% ../../nbs/17_runner.ipynb #c023e
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, ValueError, TypeError): return True
+    return True
+
+def _lock_taken(p: Path) -> bool | None:
+    "Whether any process holds an flock on `p`, as Linux's /proc/locks says (None where that cannot be told)."
+    try: ino, text = str(p.stat().st_ino), Path("/proc/locks").read_text()
+    except OSError: return None
+    rows = (ln.replace("->", " ").split() for ln in text.splitlines())
+    return any(len(f) > 5 and f[1] == "FLOCK" and f[5].rsplit(":", 1)[-1] == ino for f in rows)
+
+def _runner_gone(root: Path, record: dict) -> bool:
+    "Whether the runner of a run.json that says `running` is gone: the lock does not name it, or names it but nobody holds it."
+    h = lock_holder(root)
+    if not h or h.get("run_id") != record["run_id"]: return True   # a live run names itself in the lock before its record
+    if h.get("host") != socket.gethostname(): return False         # another machine's run: trust the lock
+    return _lock_taken(root / ".seatrial" / LOCK) is False or not _pid_alive(h.get("pid"))
+
+def recover_interrupted(
+    root: str | os.PathLike,            # the project folder
+    say: Callable[[str], None] = _say,
+    holding: bool = False,              # the caller holds the project's lock: every run still `running` is dead
+) -> list[str]:  # the runs marked interrupted
+    """Mark runs whose runner died (kill -9, power cut) `interrupted`: in run.json (with when it was noticed), their MLflow
+    runs KILLED, their half-written notebooks removed. MLflow is imported only when there is such a run."""
+    root = Path(root).resolve()
+    found = []
+    for p in sorted((root / "runs").glob("*/run.json")):
+        try: text = p.read_text()
+        except OSError: continue
+        if '"running"' not in text: continue
+        r = json.loads(text)
+        if r.get("status") != "running" or not (holding or _runner_gone(root, r)): continue
+        r["status"], r["interrupted"] = "interrupted", datetime.now(UTC).isoformat()
+        for s in r["stages"]:
+            if s["status"] == "running": s["status"] = "interrupted"
+        for q in (root / "reports" / r["run_id"]).glob(".*.partial.ipynb"): q.unlink(missing_ok=True)
+        try:
+            from seatrial.tracking import kill_runs
+            kill_runs(root, r["dataset"], r["run_id"])
+        except Exception as exc:   # the record is what `runs` reads: it must say the truth even when MLflow cannot be reached
+            r["mlflow_error"] = f"could not mark its MLflow runs KILLED: {_short(exc)}"
+        write_json(p, r)
+        found.append(r["run_id"])
+        say(f"run {r['run_id']} was interrupted (its runner, pid {r.get('pid', '?')}, is gone): marked interrupted")
+    return found
+
+def _short(exc: BaseException, n: int = 300) -> str:
+    "An exception's message, first line, cut: MLflow's and SQLAlchemy's run to pages."
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= n else text[: n - 1] + "…"
+
 
 # %% ../../nbs/17_runner.ipynb #c025
 def _store_stamp(root: Path) -> list | None:
@@ -400,12 +583,31 @@ def run_pipeline(
     opts: RunOptions,
     say: Callable[[str], None] = _say,  # where progress lines go
 ) -> RunResult:
-    "Run (or reuse) every stage of the pipeline; raise `StageFailedError` on the first failure."
+    """Run (or reuse) every stage of the pipeline; raise `StageFailedError` on the first failure. One run per project at a
+    time: another one in progress is `RunInProgressError` (or, with `opts.wait`, waited for)."""
     from seatrial.dataset import load_config
+    cfg = load_config(opts.config.resolve())
+    run_id = new_run_id(cfg.name)
+    with project_lock(opts.root, run_id, opts.wait, say):
+        recover_interrupted(opts.root, say, holding=True)
+        return _run_locked(opts, say, cfg, run_id)
+
+def _recorded_run(root: Path, records: list[dict]) -> str | None:
+    """A finished run (recording and registration included) with exactly these stage keys: the run the reused stages came
+    from, else the newest other one (a run that recorded stages an interrupted or failed run had made)."""
+    keys = {s["stage"]: s["key"] for s in records}
+    sources = [root / "runs" / run / "run.json" for run in dict.fromkeys(r["cached_from"] for r in reversed(records))]
+    for p in [*sources, *sorted((root / "runs").glob("*/run.json"), reverse=True)]:
+        if not p.exists(): continue
+        r = read_json(p)
+        if r["status"] == "finished" and {s["stage"]: s.get("key") for s in r["stages"]} == keys: return r["run_id"]
+    return None
+
+def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) -> RunResult:
+    from seatrial.tracking import TrackingError
     # Absolute paths only: papermill changes the process's working directory while a stage runs, and the MLflow
     # thread works meanwhile.
     root, config, pipeline = opts.root.resolve(), opts.config.resolve(), opts.pipeline.resolve()
-    cfg = load_config(config)
     stages = discover_stages(pipeline)
     if opts.from_stage and opts.from_stage not in {s.name for s in stages}:
         raise PipelineError(f"--from {opts.from_stage}: no such stage; the stages are: {', '.join(s.name for s in stages)}")
@@ -418,15 +620,13 @@ def run_pipeline(
     config_keys = {s: config_digest(config, raw[s], sections) for s, sections in reads.items()}  # what the keys take
     digests.save()
     library = library_digest()
-    run_id = new_run_id(cfg.name)
     run_dir, report_dir = root / "runs" / run_id, root / "reports" / run_id
     forced = opts.force
     manifests: dict[str, dict] = {}
     records: list[dict] = []
-    bg = ThreadPoolExecutor(max_workers=1)   # MLflow and HTML, off the critical path
+    jobs = _Jobs()   # MLflow and HTML, off the critical path
     box: dict[str, Any] = {}
     pool = KernelPool(pipeline)
-    jobs: list[Future] = []
     started = time.time()
 
     def tracker():
@@ -440,11 +640,20 @@ def run_pipeline(
             box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
                                                           code_dir=pipeline)
 
-    def write_record(status: str):
+    def write_record(status: str, current: str | None = None, error: str | None = None):
+        stages_now = records + ([{"stage": current, "status": "running"}] if current else [])
         write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name, "config": str(config),
                                           "started": datetime.fromtimestamp(started, UTC).isoformat(),
-                                          "seconds": round(time.time() - started, 2), "stages": records,
-                                          "mlflow_run_id": box.get("parent"), "model_version": box.get("version")})
+                                          "seconds": round(time.time() - started, 2), "stages": stages_now,
+                                          "mlflow_run_id": box.get("parent"), "model_version": box.get("version"),
+                                          "pid": os.getpid(), "host": socket.gethostname()} | ({"error": error} if error else {}))
+
+    def begin():   # the first stage that really runs, or a reused pipeline that was never recorded: this is a new run
+        box["started"] = True
+        jobs.submit(ensure_tracking)   # a fresh MLflow store takes seconds to create: start now
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for r in records:       # stages reused so far are part of this run too
+            jobs.submit(_log_cached, box, ensure_tracking, r, manifests)
     try:
         for i, stage in enumerate(stages, 1):
             if stage.name == opts.from_stage: forced = True
@@ -455,13 +664,13 @@ def run_pipeline(
             runtime = {"run_id": run_id, "run_dir": str(run_dir), "out_dir": str(run_dir / stage.name),
                        "upstream": {s: str(Path(m["_path"])) for s, m in manifests.items()}, "config": str(config)}
             if "champion_model" in decl:
-                version, runtime["champion_model"] = box["champion"] = bg.submit(
-                    _resolve_champion, tracker, cfg.name, state / "champions" / cfg.name, root).result()
+                version, runtime["champion_model"] = box["champion"] = jobs.call(
+                    _resolve_champion, tracker, cfg.name, state / "champions" / cfg.name, root)
                 params_for_key = params | {"champion_version": version}
             else:
                 params_for_key = params
             key = stage_key(stage, params_for_key, upstream_inputs, library, config_keys.get(stage.name))
-            hit = None if forced else cache.lookup(key)
+            hit = None if forced else cache.lookup(key, digests)
             t0 = time.time()
             if hit:
                 entry, manifest = hit
@@ -471,13 +680,8 @@ def run_pipeline(
                                 "manifest": entry["manifest"], "cached_from": entry["run"], "notebook": None})
                 say(f"[{i}/{len(stages)}] {stage.name:<10} unchanged (from run {entry['run']})")
                 continue
-            if not box.get("started"):   # first stage that really runs: this is a new run
-                box["started"] = True
-                jobs.append(bg.submit(ensure_tracking))   # a fresh MLflow store takes seconds to create: start now
-                run_dir.mkdir(parents=True, exist_ok=True)
-                for r in records:       # stages reused so far are part of this run too
-                    jobs.append(bg.submit(_log_cached, box, ensure_tracking, r, manifests))
-                write_record("running")
+            if not box.get("started"): begin()
+            write_record("running", current=stage.name)
             say(f"[{i}/{len(stages)}] {stage.name:<10} running")
             injected = params | {k: v for k, v in runtime.items() if k in decl}
             report = report_dir / f"{stage.label}.ipynb"
@@ -486,9 +690,10 @@ def run_pipeline(
                                          stages[i] if i < len(stages) else None)
             except StageFailedError as err:
                 records.append({"stage": stage.name, "status": "failed", "seconds": round(time.time() - t0, 2), "key": key,
-                                "notebook": str(err.notebook) if err.notebook else None, "error": err.detail, "cell": err.cell})
-                jobs.append(bg.submit(_log_failed, box, ensure_tracking, stage.name, injected, err.notebook, inputs))
-                _drain(jobs)
+                                "notebook": str(err.notebook) if err.notebook else None, "error": err.detail,
+                                "cell": err.cell, "cell_line": err.line})
+                jobs.submit(_log_failed, box, ensure_tracking, stage.name, injected, err.notebook, inputs)
+                jobs.drain(quiet=True)   # the stage's failure is the news; MLflow's, if any, would hide it
                 write_record("failed")
                 raise
             mpath = run_dir / stage.name / MANIFEST
@@ -499,36 +704,65 @@ def run_pipeline(
             records.append({"stage": stage.name, "status": "finished", "seconds": seconds, "key": key,
                             "manifest": str(mpath), "notebook": str(report), "cached_from": None})
             say(f"[{i}/{len(stages)}] {stage.name:<10} done in {seconds:.1f} s ({_n_cells(report)} cells) -> {report.relative_to(root)}")
-            jobs.append(bg.submit(_log_done, box, ensure_tracking, stage.name, injected, manifest, report, inputs))
+            jobs.submit(_log_done, box, ensure_tracking, stage.name, injected, manifest, report, inputs)
+        digests.save()
         if not box.get("started"):
-            last = records[-1]["cached_from"]
-            say(f"nothing changed: every stage is reused; the results are in run {last}")
-            return RunResult(last, "unchanged", records)
-        jobs.append(bg.submit(_register, box, cfg.name, run_id, manifests))
-        _drain(jobs)
-        box["tracker"].end_run(box["parent"])
-        _champion_after_run(root, cfg.name, state / "champions" / cfg.name, box.get("champion"))
+            if (done := _recorded_run(root, records)) is not None:
+                say(f"nothing changed: every stage is reused; the results are in run {done}")
+                return RunResult(done, "unchanged", records)
+            say("every stage is reused, but the run that made them did not finish recording them: recording them now")
+            begin()
+        write_record("running")
+        jobs.submit(_register, box, cfg.name, run_id, manifests)
+        jobs.submit(lambda: box["tracker"].end_run(box["parent"]))
+        try:
+            jobs.drain()   # a failed job is run once more before this gives up
+        except Exception as exc:
+            why = f"recording in MLflow failed: {_short(exc)}"
+            write_record("failed", error=why)
+            raise TrackingError(f"{why}\n  the stage results are kept; the next `seatrial run` records them and registers the "
+                                f"model (run {run_id} is marked failed)") from None
+        with contextlib.suppress(Exception):   # a memo: without it the next run asks the registry
+            _champion_after_run(root, cfg.name, state / "champions" / cfg.name, box.get("champion"))
         write_record("finished")
         if box.get("reused_version"): outcome = f"; the model is unchanged: version {box['version']}"
         elif box.get("version"): outcome = f"; model version {box['version']} awaits review"
         else: outcome = ""
         say(f"run {run_id} finished in {time.time() - started:.1f} s{outcome}")
         return RunResult(run_id, "finished", records, box.get("parent"), box.get("version"))
-    except BaseException:
-        _drain(jobs, quiet=True)
-        if box.get("parent"): box["tracker"].end_run(box["parent"], "FAILED")
+    except BaseException as exc:
+        jobs.drain(quiet=True)
+        if isinstance(exc, KeyboardInterrupt) and box.get("started"): write_record("interrupted")
+        if box.get("parent"):
+            with contextlib.suppress(Exception): box["tracker"].end_run(box["parent"], "FAILED")
         raise
     finally:
         pool.close()
-        bg.shutdown(wait=True)
+        jobs.shutdown()
+
 
 # %% ../../nbs/17_runner.ipynb #c027
-def _drain(jobs: list[Future], quiet: bool = False) -> None:
-    for j in jobs:
-        try: j.result()
-        except Exception:
-            if not quiet: raise
-    jobs.clear()
+class _Jobs:
+    "MLflow and HTML work on one background thread, each job kept with what made it, so a failed one can run once more."
+    def __init__(self):
+        self.pool, self.jobs = ThreadPoolExecutor(max_workers=1), []
+
+    def submit(self, fn: Callable, *args) -> None: self.jobs.append((self.pool.submit(fn, *args), fn, args))
+
+    def call(self, fn: Callable, *args):
+        "Run `fn` on the thread (in turn after the jobs before it) and wait for its answer."
+        return self.pool.submit(fn, *args).result()
+
+    def drain(self, quiet: bool = False) -> None:
+        "Wait for every job; run each failed one once more, in order; raise the error of one failing twice (unless quiet)."
+        failed = [(fn, args) for fut, fn, args in self.jobs if fut.exception() is not None]
+        self.jobs.clear()
+        for fn, args in failed:
+            try: self.pool.submit(fn, *args).result()
+            except Exception:
+                if not quiet: raise
+
+    def shutdown(self) -> None: self.pool.shutdown(wait=True)
 
 def _n_cells(notebook: Path) -> int:
     return sum(c["cell_type"] == "code" for c in read_json(notebook)["cells"])

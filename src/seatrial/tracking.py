@@ -6,14 +6,18 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -23,9 +27,10 @@ from typing import Any
 from .core import SeatrialError, atomic_path
 
 # %% auto #0
-__all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'Tracker', 'log_stage', 'log_model', 'register_candidate',
-           'registered_version', 'champion_model', 'RegistryVersion', 'registered_models', 'model_versions',
-           'model_version', 'alias_version', 'set_alias', 'delete_alias', 'set_version_tags', 'delete_version_tags']
+__all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'store_lock', 'Tracker', 'mlflow_name', 'log_stage',
+           'kill_runs', 'log_model', 'register_candidate', 'registered_version', 'champion_model', 'RegistryVersion',
+           'registered_models', 'model_versions', 'model_version', 'alias_version', 'set_alias', 'delete_alias',
+           'set_version_tags', 'delete_version_tags', 'model_tags', 'set_model_tag', 'delete_model_tag']
 
 # %% ../../nbs/15_tracking.ipynb #c005
 class TrackingError(SeatrialError):
@@ -64,6 +69,25 @@ def _quiet_mlflow() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
 
+@contextmanager
+def store_lock(
+    uri: str,  # a tracking URI
+) -> Iterator[None]:
+    """Hold a file lock beside a local SQLite store while a client opens it: MLflow creates and migrates the schema on first
+    open, and two processes doing that at once break it (alembic "expected to match one row"). Servers guard themselves."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.with_name(f".{db.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing lets go of the lock
+
 class Tracker:
     "Records pipeline runs in MLflow (one experiment)."
     def __init__(self,
@@ -80,14 +104,15 @@ class Tracker:
         # process (a test session, an app reviewing two projects) would answer with this one
         if before is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
         else: os.environ["MLFLOW_TRACKING_URI"] = before
-        self.client = MlflowClient(self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            local = self.uri.startswith("sqlite:") or self.uri.startswith("file:")
-            location = (self.root / "mlartifacts" / experiment).as_uri() if local else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
+        with store_lock(self.uri):   # also makes the experiment once
+            self.client = MlflowClient(self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                local = self.uri.startswith("sqlite:") or self.uri.startswith("file:")
+                location = (self.root / "mlartifacts" / experiment).as_uri() if local else None
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = exp.experiment_id
 
     def start_pipeline(self,
                        run_name: str,          # the pipeline run's id
@@ -99,7 +124,10 @@ class Tracker:
         tags = {"mlflow.runName": run_name, "mlflow.source.type": "JOB", **tags}
         if git: tags |= {"mlflow.source.git.commit": git["commit"], "seatrial.git_dirty": git["dirty"]}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name)
-        self.client.log_dict(run.info.run_id, environment(), "environment.json")
+        try: self.client.log_dict(run.info.run_id, environment(), "environment.json")
+        except BaseException:
+            with contextlib.suppress(Exception): self.end_run(run.info.run_id, "FAILED")   # not left RUNNING for a retry
+            raise
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -109,9 +137,32 @@ class Tracker:
 # %% ../../nbs/15_tracking.ipynb #c013
 _PLUMBING = ("run_id", "run_dir", "out_dir", "upstream")
 
+_MAX_KEY = 250   # MLflow's limit on a param, metric or tag name
+_NAME_OK = re.compile(r"[A-Za-z0-9_./ -]+")   # what MLflow stores as a name on every platform (no colon: not on Windows)
+
 def _param_value(v: Any) -> str:
     s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-    return s[:6000]
+    return s if len(s) <= 6000 else s[:5999] + "…"
+
+def mlflow_name(
+    name: str,  # a parameter or metric name as a stage or a user gave it
+) -> str:  # the same name when MLflow can store it, else a storable one that is unique to it
+    "A name MLflow accepts: letters, digits, `_ - . / space`, at most 250 characters, not a path that resolves elsewhere."
+    import posixpath
+    norm = posixpath.normpath(name) if name else ""
+    if _NAME_OK.fullmatch(name) and len(name) <= _MAX_KEY and norm == name and not norm.startswith((".", "/")):
+        return name
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:180] or "name"
+    return f"{safe}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+def _named(items: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    "Items under names MLflow accepts, and a tag per renamed one that keeps the name it was given."
+    out, renamed = {}, {}
+    for k, v in items.items():
+        m = mlflow_name(str(k))
+        out[m] = v
+        if m != k: renamed[f"seatrial.name.{m}"] = _param_value(str(k))
+    return out, renamed
 
 def _add_inputs(tracker: Tracker, run_id: str, inputs: dict[str, dict]) -> None:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -136,25 +187,44 @@ def log_stage(
     tags: dict[str, str] | None = None,  # e.g. {"seatrial.cached_from": run}
 ) -> str:  # the child run's id
     "Record one stage as a child run of the pipeline run."
-    from mlflow.entities import Metric, Param, RunTag
     c = tracker.client
     run = c.create_run(tracker.experiment_id, run_name=stage,
                        tags={"mlflow.parentRunId": parent_id, "seatrial.stage": stage, **(tags or {})})
     rid = run.info.run_id
-    ps = [Param(k, _param_value(v)) for k, v in params.items() if k not in _PLUMBING]
-    ts = [RunTag(f"seatrial.{k}", _param_value(v)[:5000]) for k, v in params.items() if k in _PLUMBING]
-    ms = []
+    try:
+        _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs)
+    except BaseException:
+        with contextlib.suppress(Exception): c.set_terminated(rid, "FAILED")   # not left RUNNING when the runner retries
+        raise
+    c.set_terminated(rid, status)
+    return rid
+
+def _numbers(d: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+def _log_values(c, rid: str, params: dict, metrics: dict[str, float], tags: dict[str, str]) -> None:
+    "Params, metrics and tags under names MLflow accepts (renamed ones keep their given name in a tag), in batches it takes."
+    from mlflow.entities import Metric, Param, RunTag
+    params, renamed_p = _named(params)
+    metrics, renamed_m = _named(metrics)
+    ps = [Param(k, _param_value(v)) for k, v in params.items()]
+    ts = [RunTag(k, v if len(v) <= 5000 else v[:4999] + "…") for k, v in (tags | renamed_p | renamed_m).items()]
+    ms = [Metric(k, v, 0, 0) for k, v in metrics.items()]
+    for i in range(0, max(len(ps), len(ts), 1), 100):   # MLflow takes at most 100 params and 100 tags per batch
+        c.log_batch(rid, metrics=ms if i == 0 else [], params=ps[i:i + 100], tags=ts[i:i + 100])
+
+def _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs) -> None:
+    c = tracker.client
+    ms = {}
     if manifest:
-        ms = [Metric(k, float(v), 0, 0) for k, v in manifest.get("metrics", {}).items()
-              if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if manifest.get("checks"):
-            ms.append(Metric("checks_passed", float(all(ch["passed"] for ch in manifest["checks"])), 0, 0))
-    c.log_batch(rid, metrics=ms, params=ps, tags=ts)
+        ms = _numbers(manifest.get("metrics", {}))
+        if manifest.get("checks"): ms["checks_passed"] = float(all(ch["passed"] for ch in manifest["checks"]))
+    _log_values(c, rid, {k: v for k, v in params.items() if k not in _PLUMBING}, ms,
+                {f"seatrial.{k}": _param_value(v) for k, v in params.items() if k in _PLUMBING})
     if manifest:
         for i, trial in enumerate(manifest.get("trials", [])):   # a search: one grandchild run per trial
             t = c.create_run(tracker.experiment_id, run_name=f"{stage}-trial-{i}", tags={"mlflow.parentRunId": rid})
-            c.log_batch(t.info.run_id, params=[Param(k, _param_value(v)) for k, v in trial["params"].items()],
-                        metrics=[Metric(k, float(v), 0, 0) for k, v in trial["metrics"].items()])
+            _log_values(c, t.info.run_id, trial["params"], _numbers(trial["metrics"]), {})
             c.set_terminated(t.info.run_id)
         c.log_dict(rid, manifest, "manifest.json")
         if manifest.get("checks"): c.log_dict(rid, manifest["checks"], "checks.json")
@@ -163,8 +233,24 @@ def log_stage(
         html = notebook.with_suffix(".html")
         if html.exists(): c.log_artifact(rid, str(html), "notebook")
     _add_inputs(tracker, rid, inputs)
-    c.set_terminated(rid, status)
-    return rid
+
+def kill_runs(
+    root: str | os.PathLike,  # the project folder
+    experiment: str,          # the experiment (the dataset's name)
+    run: str,                 # the seatrial run id (its parent run's `seatrial.run` tag)
+) -> int:  # how many MLflow runs were marked KILLED
+    "Mark a dead pipeline run's parent run, and its child and grandchild runs still RUNNING, KILLED."
+    client = _client(root)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None: return 0
+    todo = [r.info.run_id for r in client.search_runs([exp.experiment_id], f"tags.`seatrial.run` = '{run}'")]
+    n = 0
+    while todo:
+        rid = todo.pop()
+        if client.get_run(rid).info.status == "RUNNING":
+            client.set_terminated(rid, "KILLED"); n += 1
+        todo += [r.info.run_id for r in client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{rid}'")]
+    return n
 
 # %% ../../nbs/15_tracking.ipynb #c015
 def log_model(
@@ -253,7 +339,8 @@ def _client(root: str | os.PathLike):
     _quiet_mlflow()
     uri = tracking_uri(root)
     # the registry of *this* project: without it MLflow would use the process-wide URI a Tracker may have set for another
-    return MlflowClient(uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    with store_lock(uri):
+        return MlflowClient(uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
 
 def _record(mv, aliases: dict[str, str]) -> RegistryVersion:
     created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat()
@@ -349,3 +436,34 @@ def delete_version_tags(
     client = _client(root)
     for k in list(client.get_model_version(model, str(version)).tags):
         if k.startswith(prefix): client.delete_model_version_tag(model, str(version), k)
+
+# %% ../../nbs/15_tracking.ipynb #c020m
+def model_tags(
+    root: str | os.PathLike,  # the project folder
+) -> dict[str, dict[str, str]]:  # registered model name -> its tags (not its versions')
+    "Every registered model's own tags, in one registry query (the review ledger keeps its anchor there)."
+    client, out, token = _client(root), {}, None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        out.update({m.name: dict(m.tags or {}) for m in page})
+        token = page.token
+        if not token: return out
+
+def set_model_tag(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    key: str,                 # tag name
+    value: str,               # tag value (at most 5000 characters)
+) -> None:
+    "Set a tag on a registered model (not on one of its versions)."
+    _client(root).set_registered_model_tag(model, key, str(value))
+
+def delete_model_tag(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+    key: str,                 # tag name
+) -> None:
+    "Remove a registered model's tag, if it is there."
+    from mlflow.exceptions import MlflowException
+    with contextlib.suppress(MlflowException): _client(root).delete_registered_model_tag(model, key)
+
