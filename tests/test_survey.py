@@ -230,3 +230,11 @@ def test_a_million_rows_in_seconds(tmp_path):
     took = time.perf_counter() - t0
     assert (sv.rows, sv.sampled, sv.entity, sv.split) == (n, SAMPLE_ROWS, "station_id", "time")
     assert took < 60, f"surveying 1M rows took {took:.1f} s"
+
+
+def test_exact_copies_are_named_among_the_doubts(raw):
+    df = pd.read_csv(raw["storms"])
+    assert not any("exact copies" in d for d in survey_frame(df, "wind").doubts)   # rownames tells every row apart
+    df = df.drop(columns=["rownames"])                                              # without it, 2 storms rows repeat
+    sv = survey_frame(pd.concat([df, df.iloc[:30]], ignore_index=True), "wind")
+    assert any(d.startswith("32 rows are exact copies") for d in sv.doubts)

@@ -10,6 +10,7 @@ import datetime as dt
 import difflib
 import hashlib
 import json
+import mmap
 import os
 import tomllib
 from collections.abc import Sequence
@@ -498,66 +499,179 @@ def _check_missing(cfg: DatasetConfig, file: Path) -> None:
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 _RESAVE = "re-save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet, or iconv -t UTF-8); seatrial does not guess encodings"
 
-def _check_utf8(path: Path) -> None:
+def _line_at(data: bytes, offset: int) -> int:
+    "The 1-based line of byte `offset`, counting \\n, \\r\\n and a lone \\r as line ends."
+    return data.count(b"\n", 0, offset) + data.count(b"\r", 0, offset) - data.count(b"\r\n", 0, offset) + 1
+
+def _check_utf8(path: Path, data: bytes | None = None) -> None:
     "Raise `DataFileError` naming the first byte that is not UTF-8, if any."
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     for bom, name in _BOMS.items():
         if data.startswith(bom):
             raise DataFileError(f"{path}: the file is {name} encoded (it starts with a {name} byte-order mark); "
                                 f"{_RESAVE}")
     try: data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        line = _line_at(data, e.start)
         near = data[max(0, e.start - 20):e.start + 20].decode("latin-1")
         extra = " (NUL bytes: it looks like UTF-16)" if b"\x00" in data[:4096] else ""
         raise DataFileError(f"{path}: not UTF-8{extra}: byte 0x{data[e.start]:02x} at byte offset {e.start} "
                             f"(line {line}, near {near!r}) is invalid; {_RESAVE}") from None
     if (nul := data.find(b"\x00")) >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise DataFileError(f"{path}: NUL byte at byte offset {nul} (line {line}): "
+        raise DataFileError(f"{path}: NUL byte at byte offset {nul} (line {_line_at(data, nul)}): "
                             f"it looks like UTF-16 without a byte-order mark; {_RESAVE}")
 
 # %% ../../nbs/01_dataset.ipynb #c026
-def _diagnose_csv(path: Path) -> None:
-    "Slow exact pass over a CSV that the fast parser rejected: raise the specific `DataFileError`."
-    _check_utf8(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, strict=True)
-        start = 1
-        try:
-            header = next(reader)
-            start = reader.line_num + 1
-            for row in reader:
-                if row and len(row) != len(header):
-                    end = reader.line_num
-                    span = f"lines {start}-{end} (a quoted field spans them: probably an unclosed quote)" \
-                        if end > start else f"line {start}"
-                    raise DataFileError(f"{path}: ragged row at {span}: {len(row)} fields, but the header has "
-                                        f"{len(header)}; fix or remove that line (a comma inside a value needs quotes)")
+_ARROW_BLOCK = 1 << 20   # bytes pyarrow's CSV reader parses at a time: no row may be longer
+
+def _size(n: int) -> str: return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+def _longest_line(data: bytes) -> tuple[int, int, int]:
+    "(line number, start offset, length in bytes) of the longest line; lone \\r ends lines when there is no \\n."
+    arr = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(arr == (10 if b"\n" in data else 13))
+    starts = np.r_[0, ends + 1]
+    lengths = np.r_[ends, len(data)] - starts
+    i = int(np.argmax(lengths))
+    return i + 1, int(starts[i]), int(lengths[i])
+
+def _long_line_error(path: Path, data: bytes) -> DataFileError | None:
+    "The error for a line longer than the fast reader's block, with what makes it long; None if there is none."
+    line, start, length = _longest_line(data)
+    if length <= _ARROW_BLOCK: return None
+    seg = np.frombuffer(data, np.uint8, count=length, offset=start)   # no copy: the line may be hundreds of MB
+    commas = seg == ord(",")
+    n = int(np.count_nonzero(commas)) + 1
+    sizes = np.diff(np.r_[-1, np.flatnonzero(commas), length]) - 1 if n <= 10_000 else np.zeros(n)   # many: a count will do
+    k = int(np.argmax(sizes))
+    first = data[:data.find(b"\n")] if line > 1 else b""
+    header = next(csv.reader([first.decode("utf-8", errors="replace").rstrip("\r")]), [])
+    name = f" ('{header[k]}')" if k < len(header) else ""
+    fix = ("A value that long is rarely data: look at that line (a lost line break, or a document pasted into a "
+           "cell), then shorten or remove it")
+    if n == 1: what = f"one value of {_size(length)} without a comma"
+    elif sizes[k] > length / 2: what = f"field {k + 1}{name} alone holds {_size(int(sizes[k]))}"
+    else:
+        what = f"{n:,} fields" + (f", where the header has {len(header):,}" if line > 1 else "")
+        fix = "Its line breaks were probably lost on export (stripped or replaced): re-export with one line per row"
+    return DataFileError(f"{path}: line {line} is {_size(length)} long ({what}): longer than the {_size(_ARROW_BLOCK)} "
+                         f"the CSV reader takes for one row. {fix}")
+
+def _line_ends(data: bytes) -> np.ndarray:
+    "Offsets of the last byte of every line end (\n, \r\n, or a lone \r)."
+    arr = np.frombuffer(data, np.uint8)
+    cr = arr == ord("\r")
+    cr[:-1] &= arr[1:] != ord("\n")
+    return np.flatnonzero((arr == ord("\n")) | cr)
+
+def _open_quote(data: bytes, pos: int) -> int | None:
+    "Byte offset of the quote that opens a value never closed, in the record starting at offset `pos`."
+    while pos < len(data):
+        if data[pos:pos + 1] == b'"':
+            opened, pos = pos, pos + 1
+            while (close := data.find(b'"', pos)) >= 0 and data[close + 1:close + 2] == b'"': pos = close + 2
+            if close < 0: return opened
+            pos = close + 1
+        ends = [i for i in (data.find(b",", pos), data.find(b"\n", pos), data.find(b"\r", pos)) if i >= 0]
+        if not ends or data[min(ends):min(ends) + 1] != b",": return None
+        pos = min(ends) + 1
+    return None
+
+def _stray_quote(data: bytes) -> int | None:
+    "Offset of the quote that is never closed, when pairing the quotes in order points at one (odd count assumed)."
+    quotes = np.flatnonzero(np.frombuffer(data, np.uint8) == ord('"'))
+    ends = _line_ends(data)
+    lines = np.searchsorted(ends, quotes[: len(quotes) // 2 * 2]).reshape(-1, 2)   # line index of each quote, paired
+    spans = np.flatnonzero(lines[:, 0] != lines[:, 1])   # a "value" across a line break
+    at = int(quotes[2 * spans[0]]) if len(spans) else int(quotes[-1])
+    line = int(np.searchsorted(ends, at))   # lines before the quote's
+    start = int(ends[line - 1]) + 1 if line else 0
+    return at if _open_quote(data, start) == at else None   # confirmed: parsed from the start of its line
+
+def _unclosed(path: Path, data: bytes, at: int) -> DataFileError:
+    near = data[at:at + 30].decode("utf-8", errors="replace").splitlines()[0]
+    quotes = data.count(b'"')
+    odd = f"; the file has {quotes:,} '\"', an odd number" if quotes % 2 else ""
+    return DataFileError(f"{path}: unclosed quote: the '\"' on line {_line_at(data, at)} (at {near!r}) opens a value "
+                         f"that never closes, so every line after it would be part of that value{odd}. Close it, or "
+                         "remove the stray '\"'")
+
+def _diagnose_csv(path: Path, problem: str = "") -> None:
+    "Slow exact pass over a CSV that the fast parser rejected (`problem`: its message) or may have misread: raise the specific `DataFileError`."
+    data = path.read_bytes()
+    _check_utf8(path, data)
+    if b"\n" not in data and b"\r" not in data:
+        raise DataFileError(f"{path}: no line break at all in {_size(len(data))}: the whole file is one line, so it has "
+                            "no header line and no rows. A CSV has a header line, then one line per row; check how "
+                            "the file was exported (another row separator? not a CSV at all?)")
+    if "block" in problem and (err := _long_line_error(path, data)): raise err
+    if data.count(b'"') % 2 and (at := _stray_quote(data)) is not None: raise _unclosed(path, data, at)
+    limit = csv.field_size_limit(max(len(data), 131_072))   # find the real fault, not the module's own limit
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, strict=True)
+            start = 1
+            try:
+                header = next(reader, [])
                 start = reader.line_num + 1
-        except csv.Error as e:
-            raise DataFileError(f"{path}: malformed quoting in the record starting at line {start} ({e}): "
-                                "probably an unclosed quote; close it or remove the stray '\"'") from None
+                for row in reader:
+                    if row and len(row) != len(header):
+                        end = reader.line_num
+                        span = f"lines {start}-{end} (a quoted value opened on line {start} spans them: check its quotes)" \
+                            if end > start else f"line {start}"
+                        raise DataFileError(f"{path}: ragged row at {span}: {len(row)} fields, but the header has "
+                                            f"{len(header)}; fix or remove that line (a comma inside a value needs quotes)")
+                    start = reader.line_num + 1
+            except csv.Error as e:
+                at = None
+                if "unexpected end of data" in str(e):
+                    at = _open_quote(data, int(_line_ends(data)[start - 2]) + 1 if start > 1 else 0)
+                if at is not None: raise _unclosed(path, data, at) from None
+                odd = f" (the file has {q:,} '\"', an odd number: one is stray)" if (q := data.count(b'"')) % 2 else ""
+                raise DataFileError(f"{path}: malformed quoting in the record starting at line {start} ({e}){odd}: "
+                                    "a quoted value must end right before a comma or the end of its line; write a "
+                                    "'\"' inside a value as '\"\"'") from None
+    finally:
+        csv.field_size_limit(limit)
 
 # %% ../../nbs/01_dataset.ipynb #c027
+def _odd_quotes(path: Path) -> bool:
+    "Whether the file holds an odd number of '\"' (mapped, not read: a file without any costs one memchr pass)."
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if mm.find(b'"') < 0: return False
+        arr = np.frombuffer(mm, np.uint8)
+        n = sum(int(np.count_nonzero(arr[i:i + (1 << 24)] == ord('"'))) for i in range(0, len(arr), 1 << 24))
+        del arr   # the map closes only once no array looks into it
+    return n % 2 == 1
+
 def _read_csv(path: Path) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
-    with open(path, "rb") as f: head = f.read(4096)
+    with open(path, "rb") as f: head = f.read(_ARROW_BLOCK + 1)
     if not head.strip(): raise DataFileError(f"{path}: the file is empty; expected a header line and data rows")
+    if len(head) > _ARROW_BLOCK and b"\n" not in head and b"\r" not in head:
+        _diagnose_csv(path, "first line longer than a block")   # spares pyarrow a header of millions of columns
     if any(head.startswith(b) for b in _BOMS) or b"\x00" in head: _check_utf8(path)
-    opts = pcsv.ConvertOptions(strings_can_be_null=True)
-    try: table = pcsv.read_csv(path, convert_options=opts)
+    def read(newlines: bool) -> pa.Table:
+        return pcsv.read_csv(path, read_options=pcsv.ReadOptions(block_size=_ARROW_BLOCK),
+                             parse_options=pcsv.ParseOptions(newlines_in_values=newlines),
+                             convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
+    problem = None
+    try: table = read(False)
     except pa.ArrowInvalid as e:
-        if "Empty CSV file" in str(e):
-            raise DataFileError(f"{path}: the file is empty; expected a header line and data rows") from None
-        _diagnose_csv(path)
-        raise DataFileError(f"{path}: cannot parse the CSV: {e}") from None
+        problem = str(e)
+        try: table, problem = read(True), None   # quoted values may hold line breaks: slower, so only when needed
+        except pa.ArrowInvalid: pass
+    if problem is not None:
+        _diagnose_csv(path, problem)   # "straddles two block boundaries", "Empty CSV file or block": a long line
+        if "Empty CSV file" in problem:
+            raise DataFileError(f"{path}: the file is empty; expected a header line and data rows")
+        raise DataFileError(f"{path}: cannot parse the CSV: {problem}")
     if any(pa.types.is_binary(t) for t in table.schema.types): _check_utf8(path)
     if any(pc.any(pc.match_substring(table[n], "\n")).as_py() for n, t in zip(table.column_names, table.schema.types)
-           if pa.types.is_string(t)):
-        _diagnose_csv(path)  # pyarrow accepts a quote left open until the end of the file
+           if pa.types.is_string(t)) or _odd_quotes(path):
+        _diagnose_csv(path)  # pyarrow accepts a quote left open, and may even drop the rows after it
     names = table.column_names
     if dups := sorted({n for n in names if names.count(n) > 1}):
         raise DataFileError(f"{path}: the header names {dups} more than once; give each column a unique name")

@@ -301,6 +301,40 @@ def _check_duplicates(rej: _Rejects, df: pd.DataFrame, config: DatasetConfig, ti
         rej.add(t.time, "duplicate", dup, f"same ({keyname}) as row_id " + rid)
     return dup
 
+# %% ../../nbs/10_ingest.ipynb #c020a
+def _row_hashes(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    "One 64-bit hash per row over `cols`: numbers, booleans and times by their bits, anything else by its distinct values."
+    h = np.zeros(len(df), np.uint64)
+    for c in cols:
+        s, dt = df[c], df[c].dtype
+        if isinstance(dt, np.dtype) and dt.kind == "f":
+            v = s.to_numpy("float64")
+            bits = np.where(np.isnan(v), np.nan, v + 0.0).view(np.uint64)   # one NaN; -0.0 is 0.0
+        elif isinstance(dt, np.dtype) and dt.kind in "iumM": bits = s.to_numpy().view(np.int64).astype(np.uint64)
+        elif isinstance(dt, np.dtype) and dt.kind == "b": bits = s.to_numpy().astype(np.uint64)
+        elif isinstance(dt, pd.DatetimeTZDtype): bits = s.to_numpy("datetime64[ns]").view(np.uint64)
+        else:
+            try: codes = pd.factorize(s)[0]   # text is hashed once per distinct value, not once per row
+            except TypeError: codes = pd.factorize(s.astype(str))[0]   # unhashable cells (lists read from Parquet)
+            bits = codes.astype(np.int64).view(np.uint64)
+        h = (h ^ bits) * np.uint64(0x100000001B3)   # FNV-style: cheap; the mixing comes at the end
+    return pd.util.hash_array(h)
+
+def _check_exact_copies(rej: _Rejects, df: pd.DataFrame) -> np.ndarray:
+    "Reject rows equal to an earlier row in every column of the file, keeping the first; returns the copy mask."
+    cols = [c for c in df.columns if c != "row_id"]
+    h = _row_hashes(df, cols)
+    copy = np.zeros(len(df), bool)
+    maybe = np.flatnonzero(pd.Series(h).duplicated(keep=False).to_numpy())
+    if not len(maybe): return copy
+    shortlist = df[cols].iloc[maybe]   # the hash only shortlists: the rows are compared in full
+    try: exact = shortlist.duplicated(keep="first").to_numpy()
+    except TypeError: exact = shortlist.astype(str).duplicated(keep="first").to_numpy()
+    copy[maybe[exact]] = True
+    first = pd.Series(maybe).groupby(h[maybe], sort=False).transform("first").to_numpy()[exact]
+    rej.add("all columns", "duplicate", copy, "exact copy of row_id " + df["row_id"].to_numpy()[first].astype(str).astype(object))
+    return copy
+
 # %% ../../nbs/10_ingest.ipynb #c021
 def _check_land(rej: _Rejects, config: DatasetConfig, lat: np.ndarray, lon: np.ndarray) -> None:
     # global_land_mask loads a 1 km land mask at import (seconds): import it only when asked for
@@ -368,6 +402,7 @@ def validate_table(
     if "row_id" not in df.columns:
         df = df.assign(row_id=np.arange(len(df), dtype=np.int64))
     n, rej, typed, typebad = len(df), _Rejects(len(df)), {}, {}
+    copies = _check_exact_copies(rej, df)
     required = set(t.required_columns)
     for c in _numeric_columns(config, categorical):
         typed[c], bad = _as_number(df[c])
@@ -405,7 +440,7 @@ def validate_table(
     if entities is not None and t.entity:
         unknown = df[t.entity].notna().to_numpy() & ~df[t.entity].isin(entities[t.entity]).to_numpy()
         rej.add(t.entity, "unknown_entity", unknown, "no row for this entity in the entity attributes")
-    usable = np.ones(n, bool)
+    usable = ~copies
     if t.entity: usable &= df[t.entity].notna().to_numpy()
     if time is not None:
         usable &= time.notna().to_numpy()
@@ -430,7 +465,9 @@ def validate_table(
         bad = _track_speed_mismatch(lat[order], lon[order], time.to_numpy("datetime64[ns]").view("int64")[order], sp[order], start)
         m = np.zeros(n, bool); m[order[bad]] = True
         rej.add(c, "track_speed", m, "disagrees with the speed implied by the positions before and after (wrong unit, or a bad fix)")
-    return _split(df, typed, rej, config, unlabelled, typebad)
+    result = _split(df, typed, rej, config, unlabelled, typebad)
+    result.report["exact_copies"] = int(copies.sum())
+    return result
 
 # %% ../../nbs/10_ingest.ipynb #c027
 def _typed_rows(df: pd.DataFrame, typed: dict, mask: np.ndarray, built: str | None) -> pd.DataFrame:

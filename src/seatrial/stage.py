@@ -8,7 +8,10 @@ from __future__ import annotations
 import ast
 import json
 import keyword
+import math
+import operator
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,60 @@ from typing import Any
 from .core import SeatrialError, hash_path, read_json, write_json
 
 # %% auto #0
-__all__ = ['MANIFEST', 'ParameterError', 'Parameter', 'declared_parameters', 'check_parameters', 'parse_assignment',
-           'ManifestError', 'write_manifest', 'read_manifest', 'upstream_output']
+__all__ = ['Range', 'MANIFEST', 'parse_range', 'in_range', 'describe_range', 'ParameterError', 'Parameter', 'declared_parameters',
+           'check_parameters', 'parse_assignment', 'ManifestError', 'write_manifest', 'read_manifest',
+           'upstream_output']
+
+# %% ../../nbs/16_stage.ipynb #c004b
+_COMPARE = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "=="}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
+_TEST = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
+_WORDS = {"<": "less than ", "<=": "at most ", ">": "greater than ", ">=": "at least ", "==": ""}
+_RANGE_AT_END = re.compile(r"\(([^()]*)\)\s*$")   # the comment's last parenthesised group
+
+Range = tuple[tuple[tuple[str, float], ...], ...]   # alternatives (any may hold) of conditions (all must hold)
+
+def _bound(node: ast.expr) -> float | None:
+    try: v = ast.literal_eval(node)
+    except ValueError: return None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+def parse_range(
+    text: str,  # e.g. "0 < x < 1", "x >= 0", "x == -1 or x >= 0"
+) -> Range:  # alternatives of (operator, bound) conditions on x
+    "Read an allowed range written as comparisons on `x`; `ValueError` if it is anything else."
+    try: tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError: raise ValueError(f"not a comparison: {text!r}") from None
+    alternatives = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.Or) else [tree]
+    out = []
+    for node in alternatives:
+        if not isinstance(node, ast.Compare): raise ValueError(f"not a comparison on x: {ast.unparse(node)!r}")
+        terms, conds = [node.left, *node.comparators], []
+        for a, op, b in zip(terms, node.ops, terms[1:]):
+            if type(op) not in _COMPARE: raise ValueError(f"{ast.unparse(node)!r}: compare with <, <=, >, >= or ==")
+            sym, is_x = _COMPARE[type(op)], lambda n: isinstance(n, ast.Name) and n.id == "x"
+            if is_x(a) and _bound(b) is not None: conds.append((sym, _bound(b)))
+            elif is_x(b) and _bound(a) is not None: conds.append((_FLIP[sym], _bound(a)))
+            else: raise ValueError(f"{ast.unparse(node)!r}: each comparison is between x and a number")
+        out.append(tuple(conds))
+    return tuple(out)
+
+def in_range(value: float, allowed: Range) -> bool:
+    "Whether `value` satisfies one of the alternatives."
+    return any(all(_TEST[op](value, b) for op, b in conds) for conds in allowed)
+
+def describe_range(allowed: Range) -> str:
+    "The range in words: 'greater than 0 and less than 1', '-1 or at least 0'."
+    return " or ".join(" and ".join(f"{_WORDS[op]}{b:g}" for op, b in conds) for conds in allowed)
+
+def _range_in_comment(comment: str) -> str:
+    "The range a help comment ends with, as written ('' when it ends with none)."
+    m = _RANGE_AT_END.search(comment)
+    return m.group(1).strip() if m and re.search(r"\bx\b", m.group(1)) and re.search(r"[<>]|==", m.group(1)) else ""
 
 # %% ../../nbs/16_stage.ipynb #c005
 class ParameterError(SeatrialError):
-    "A parameter given to a stage is unknown, malformed or of the wrong type."
+    "A parameter given to a stage is unknown, malformed, of the wrong type or outside its allowed range."
 
 @dataclass(frozen=True)
 class Parameter:
@@ -29,7 +80,8 @@ class Parameter:
     name: str
     type: str       # the annotation as written: str, int, float, bool, dict, list
     default: Any
-    help: str
+    help: str       # the comment, range included
+    allowed: str = ""  # the allowed range as written at the comment's end, e.g. "0 < x < 1" (empty: any value)
 
 def _parameters_cell(nb: dict, path: Path) -> str:
     for cell in nb["cells"]:
@@ -38,10 +90,24 @@ def _parameters_cell(nb: dict, path: Path) -> str:
             return "".join(src) if isinstance(src, list) else src
     raise ParameterError(f"{path}: no cell is tagged 'parameters'; a stage declares its parameters in one (see the stage contract)")
 
+def _declared_range(path: Path, name: str, type_name: str, default: Any, comment: str) -> str:
+    "The allowed range at the end of `comment`, checked against the declaration ('' when none)."
+    text = _range_in_comment(comment)
+    if not text: return ""
+    try: allowed = parse_range(text)
+    except ValueError as e:
+        raise ParameterError(f"{path}: parameter '{name}': cannot read its allowed range ({text}): {e}; write it as "
+                             "a comparison on x, e.g. (0 < x < 1), (x >= 0) or (x == -1 or x >= 0)") from None
+    if type_name not in ("int", "float"):
+        raise ParameterError(f"{path}: parameter '{name}' is {type_name}; only int and float parameters take an allowed range")
+    if not in_range(default, allowed):
+        raise ParameterError(f"{path}: parameter '{name}': its default {default!r} is outside its own range ({text})")
+    return text
+
 def declared_parameters(
     notebook: str | os.PathLike,  # a stage notebook
 ) -> dict[str, Parameter]:  # name -> declaration, in order
-    "The parameters a stage notebook declares, with type, default and help comment."
+    "The parameters a stage notebook declares, with type, default, help comment and allowed range."
     path = Path(notebook)
     src = _parameters_cell(json.loads(path.read_text()), path)
     lines = src.splitlines()
@@ -49,8 +115,9 @@ def declared_parameters(
     for node in ast.parse(src).body:
         if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None):
             raise ParameterError(f"{path}: parameters cell line {node.lineno}: write each parameter as `name: type = value  # help`")
+        name, type_name, default = node.target.id, ast.unparse(node.annotation), ast.literal_eval(node.value)
         comment = lines[node.lineno - 1].partition("#")[2].strip()
-        out[node.target.id] = Parameter(node.target.id, ast.unparse(node.annotation), ast.literal_eval(node.value), comment)
+        out[name] = Parameter(name, type_name, default, comment, _declared_range(path, name, type_name, default, comment))
     return out
 
 # %% ../../nbs/16_stage.ipynb #c008
@@ -61,19 +128,34 @@ def _is_type(value: Any, type_name: str) -> bool:
     if isinstance(value, bool) and type_name != "bool": return False
     return isinstance(value, _TYPES[type_name])
 
+def _non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    "The first number that is not finite inside `value` (lists, tuples, dicts: keys and values), with where it sits."
+    if isinstance(value, float): return None if math.isfinite(value) else (where, value)
+    if isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        items = ((f"{where}[{k!r}]", x) for k, v in value.items() for x in (k, v))
+    else: return None
+    return next((hit for w, v in items if (hit := _non_finite(v, w))), None)
+
 def check_parameters(
     stage: str,                       # the stage's name, for messages
     declared: dict[str, Parameter],   # from `declared_parameters`
     given: dict[str, Any],            # what would be injected
 ) -> dict[str, Any]:  # `given`, validated
-    "Refuse unknown, malformed or wrongly typed parameters before anything runs."
+    "Refuse unknown, malformed, non-finite, wrongly typed or out-of-range parameters before anything runs."
     for name, value in given.items():
         if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
             raise ParameterError(f"stage '{stage}': {name!r} is not a valid parameter name")
         if name not in declared:
             raise ParameterError(f"stage '{stage}' has no parameter '{name}'; it declares: {', '.join(declared) or 'none'}")
-        if not _is_type(value, declared[name].type):
-            raise ParameterError(f"stage '{stage}': parameter '{name}' must be {declared[name].type}, got {type(value).__name__} {value!r}")
+        if hit := _non_finite(value):
+            raise ParameterError(f"stage '{stage}': {name}{hit[0]} must be a finite number; got {hit[1]!r}")
+        p = declared[name]
+        if not _is_type(value, p.type):
+            raise ParameterError(f"stage '{stage}': parameter '{name}' must be {p.type}, got {type(value).__name__} {value!r}")
+        if p.allowed and not in_range(value, allowed := parse_range(p.allowed)):
+            raise ParameterError(f"stage '{stage}': {name} must be {describe_range(allowed)}; got {value!r}")
     return given
 
 # %% ../../nbs/16_stage.ipynb #c011

@@ -778,6 +778,9 @@ def survey_frame(
                          "other value is the event to predict")
     if "recode them" in why: sv.doubts.append(f"{target} has few distinct values: {why.split('; ')[-1]}")
     for c in sv.leaks: sv.doubts.append(f"{c} left out as a leak (see [table]); keep it if it is known before the outcome")
+    if copies := int(df.duplicated().sum()):
+        sv.doubts.append(f"{copies:,} rows are exact copies of an earlier row (every column equal): ingest sets them "
+                         "aside as duplicates; if repeats are real observations, add a column that tells them apart")
     if sv.entity_others: sv.doubts.append(f"entity {sv.entity} chosen among {', '.join([sv.entity, *sv.entity_others])}")
     _use(sv)
     return sv
