@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import getpass
 import hashlib
 import hmac
@@ -17,17 +18,18 @@ import secrets
 import sys
 import threading
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from .core import SeatrialError, atomic_path, file_signature
+from .review import LoginRequiredError, ReviewSettings, SettingsError, review_settings, settings_path
 
 # %% auto #0
 __all__ = ['ROLES', 'MIN_PASSWORD_LENGTH', 'AccessError', 'CredentialsFileError', 'InvalidUserError', 'WeakPasswordError',
            'Identity', 'roles_for', 'hash_password', 'verify_password', 'check_name', 'check_role', 'check_password',
            'read_users', 'add_user', 'remove_user', 'authenticate', 'local_identity', 'session_identity',
-           'current_identity']
+           'current_identity', 'set_require_login']
 
 # %% ../../nbs/22_access.ipynb #c005
 class AccessError(SeatrialError):
@@ -51,6 +53,12 @@ class Identity:
     "Who is acting: a user name and roles (viewer, approver)."
     name: str
     roles: frozenset[str]
+    checked_by: Path | None = field(default=None, compare=False)   # credentials file the password was checked against
+
+    @property
+    def mode(self) -> str:
+        "How the identity was established: 'login' (password checked) or 'local' (name taken on trust)."
+        return "login" if self.checked_by is not None else "local"
 
     def __post_init__(self): object.__setattr__(self, "roles", frozenset(self.roles))
 
@@ -274,7 +282,7 @@ def authenticate(
         verify_password(password if isinstance(password, str) else "", _dummy_hash())
         return None
     role, stored = users[name]
-    return Identity(name, roles_for(role)) if verify_password(password, stored) else None
+    return Identity(name, roles_for(role), Path(path)) if verify_password(password, stored) else None
 
 # %% ../../nbs/22_access.ipynb #c027
 def local_identity() -> Identity:
@@ -309,7 +317,7 @@ def session_identity(
     users = read_users(credentials)
     if name not in users:
         raise AccessError(f"user {name!r} is no longer in {credentials}; log in again as a listed user")
-    return users[name]
+    return dataclasses.replace(users[name], checked_by=Path(credentials))   # the server checked the password at login
 
 def current_identity(
     identity: Identity,                            # who opened the session
@@ -317,4 +325,60 @@ def current_identity(
 ) -> Identity:  # the same person with the roles the file gives them now (none once removed)
     "Roles as they stand at this moment: an approver demoted or removed while their page is open loses the right at once."
     if credentials is None: return identity
-    return read_users(credentials).get(identity.name) or Identity(identity.name, frozenset())
+    now = read_users(credentials).get(identity.name) or Identity(identity.name, frozenset())
+    return dataclasses.replace(now, checked_by=identity.checked_by)
+
+# %% ../../nbs/22_access.ipynb #c033
+_SETTINGS_HEADER = "# seatrial project settings, committed with the project.\n"
+_TABLE = re.compile(r"\s*\[\s*([\w.-]+)\s*\]\s*(#.*)?")
+
+def _set_keys(text: str, table: str, values: dict[str, str]) -> str:
+    "`text` (TOML) with `key = value` lines set in `[table]`, which is appended when missing; other lines untouched."
+    lines = text.splitlines()
+    heads = [i for i, line in enumerate(lines) if _TABLE.fullmatch(line)]
+    start = next((i for i in heads if _TABLE.fullmatch(lines[i]).group(1) == table), None)
+    if start is None:
+        return "\n".join([*lines, *([""] if lines and lines[-1].strip() else []), f"[{table}]",
+                          *(f"{k} = {v}" for k, v in values.items())]) + "\n"
+    end = next((i for i in heads if i > start), len(lines))
+    for key, value in values.items():
+        at = next((i for i in range(start + 1, end) if re.match(rf"\s*{re.escape(key)}\s*=", lines[i])), None)
+        if at is None: lines.insert(start + 1, f"{key} = {value}"); end += 1
+        else: lines[at] = f"{key} = {value}"
+    return "\n".join(lines) + "\n"
+
+def _in_project(path: Path, root: Path) -> str:
+    "How seatrial.toml names a file: relative to the project folder when inside it."
+    try: return path.relative_to(root.resolve()).as_posix()
+    except ValueError: return str(path)
+
+def set_require_login(
+    root: str | os.PathLike,                       # the project folder
+    on: bool,                                      # True: decisions need a login; False: the shell's user name is trusted
+    credentials: str | os.PathLike | None = None,  # the credentials file logins are checked against (default: the one named now)
+    by: Identity | None = None,                    # who changes it; lifting the rule needs an approver logged in against the current file
+) -> ReviewSettings:  # the settings as written
+    "Turn logins for decisions on or off in the project's seatrial.toml (created if missing; the rest of it is kept)."
+    root, path = Path(root), settings_path(root)
+    now = review_settings(root)   # a broken file is refused before it is changed
+    creds = Path(credentials).resolve() if credentials is not None else now.credentials
+    if now.require_login and (not on or creds != now.credentials):
+        if by is None or not by.can_approve or by.checked_by is None or Path(by.checked_by).resolve() != now.credentials:
+            raise LoginRequiredError(f"{path}: decisions in this project need a login, so lifting that rule (or moving it "
+                                     f"to another credentials file) needs an approver logged in against {now.credentials}: "
+                                     "pass --user NAME and the password (asked, or --password-stdin)")
+    if on:
+        if creds is None:
+            raise SettingsError(f"{path}: say which credentials file logins are checked against (--credentials FILE)")
+        if not any(who.can_approve for who in read_users(creds).values()):
+            raise SettingsError(f"{creds} lists no approver, so nobody could decide once logins are required; add one "
+                                f"first: seatrial users add NAME --role approver --credentials {creds}")
+    values = {"require_login": "true" if on else "false"}
+    if credentials is not None: values["credentials"] = json.dumps(_in_project(creds, root))
+    text = _set_keys(path.read_text(encoding="utf-8") if path.exists() else _SETTINGS_HEADER, "review", values)
+    try: written = tomllib.loads(text).get("review", {})
+    except tomllib.TOMLDecodeError: written = {}
+    if written.get("require_login") is not on:
+        raise SettingsError(f"{path}: could not set [review] require_login in this file's layout; set it by hand")
+    with atomic_path(path) as tmp: tmp.write_text(text, encoding="utf-8")
+    return review_settings(root)

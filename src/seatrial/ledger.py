@@ -19,7 +19,8 @@ from typing import Any
 from .core import SeatrialError, hash_json, write_json
 
 # %% auto #0
-__all__ = ['GENESIS', 'LedgerError', 'LedgerBrokenError', 'entry_hash', 'utc_now', 'chain_entry', 'verify_lines', 'Ledger']
+__all__ = ['GENESIS', 'LedgerError', 'LedgerBrokenError', 'entry_hash', 'utc_now', 'chain_entry', 'verify_lines', 'Ledger',
+           'anchor_of', 'check_anchors']
 
 # %% ../../nbs/20_ledger.ipynb #c005
 GENESIS = "0" * 64   # the prev_hash of the first entry
@@ -218,3 +219,41 @@ class Ledger:
                 os.close(fd)
             write_json(self.head_path, {"seq": entry["seq"], "hash": entry["hash"]})
             return entry
+
+# %% ../../nbs/20_ledger.ipynb #c019
+def anchor_of(
+    entry: dict,  # a ledger entry, as written
+) -> str:  # compact JSON: {"hash": ..., "seq": ...}
+    "What to keep outside the ledger of its latest entry."
+    return json.dumps({"seq": entry["seq"], "hash": entry["hash"]}, sort_keys=True, separators=(",", ":"))
+
+def _read_anchor(text: str) -> tuple[int, str] | None:
+    try: a = json.loads(text)
+    except (TypeError, json.JSONDecodeError): return None
+    ok = isinstance(a, dict) and isinstance(a.get("seq"), int) and a["seq"] > 0 and isinstance(a.get("hash"), str)
+    return (a["seq"], a["hash"]) if ok else None
+
+def check_anchors(
+    entries: list[dict],      # the ledger's entries, as read
+    anchors: dict[str, str],  # where each anchor is kept (e.g. "the registry's anchor on model fleet") -> its `anchor_of` text
+) -> list[str]:  # problems; empty when the ledger holds every anchored entry
+    "Hold the ledger against heads kept outside it: a cut or rewritten end shows even when the head file went too."
+    by_seq = {e["seq"]: e.get("hash") for e in entries if isinstance(e.get("seq"), int)}
+    last = max(by_seq, default=0)
+    problems, cut = [], None
+    for where, text in sorted(anchors.items()):
+        found = _read_anchor(text)
+        if found is None:
+            problems.append(f"{where} is not a ledger anchor ({str(text)[:80]!r}): it was edited outside seatrial")
+            continue
+        seq, h = found
+        if seq > last:
+            if cut is None or seq > cut[0]: cut = (seq, h, where)
+        elif by_seq.get(seq) != h:
+            problems.append(f"entry {seq}: {where} says entry {seq} was written with hash {h[:12]}…, but the ledger's "
+                            f"entry {seq} {'is missing' if seq not in by_seq else 'has another'}: it was rewritten or replaced")
+    if cut:
+        end = f"ends at entry {last}" if last else "holds no entry"
+        problems.insert(0, f"the ledger {end} but {cut[2]} says entry {cut[0]} (hash {cut[1][:12]}…) was written: "
+                           "entries were cut")
+    return problems

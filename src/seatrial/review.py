@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from .core import SeatrialError, hash_json, hash_path, read_json
-from .ledger import Ledger, LedgerError
+from .ledger import Ledger, LedgerError, anchor_of, check_anchors
 from .ledger import LedgerBrokenError as ChainBrokenError
 
 # %% auto #0
-__all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'METRIC_NAMES', 'ReviewError', 'UnknownVersionError', 'UnknownActionError',
-           'MissingCommentError', 'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError', 'ChampionMovedError',
-           'RollbackError', 'LedgerBrokenError', 'ledger_path', 'Evidence', 'evidence_digest', 'collect_evidence',
-           'primary_metric', 'metric_text', 'compare_metrics', 'target_unit', 'evaluated_champion', 'describe',
-           'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
+__all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'SETTINGS_FILE', 'METRIC_NAMES', 'ANCHOR_TAG', 'ReviewError', 'UnknownVersionError',
+           'UnknownActionError', 'MissingCommentError', 'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError',
+           'ChampionMovedError', 'RollbackError', 'LedgerBrokenError', 'LoginRequiredError', 'SettingsError',
+           'ledger_path', 'ReviewSettings', 'settings_path', 'review_settings', 'Evidence', 'evidence_digest',
+           'collect_evidence', 'primary_metric', 'metric_text', 'compare_metrics', 'target_unit', 'evaluated_champion',
+           'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
 
 # %% ../../nbs/21_review.ipynb #c005
 APPROVER = "approver"                 # the role that may decide
@@ -61,12 +62,59 @@ class RollbackError(ReviewError):
 class LedgerBrokenError(ReviewError, ChainBrokenError):
     "The decision ledger is tampered with or damaged: no decision is taken until it is restored."
 
+class LoginRequiredError(NotAllowedError):
+    "The project requires decisions to be taken with a password checked against its credentials file, and this one was not."
+
+class SettingsError(ReviewError):
+    "The project's settings file (seatrial.toml) cannot be read, or one of its entries is wrong."
+
 # %% ../../nbs/21_review.ipynb #c009
 def ledger_path(
     root: str | os.PathLike,  # the project folder
 ) -> Path:  # the decision ledger's file
     "Where a project's decisions are recorded."
     return Path(os.environ.get("SEATRIAL_LEDGER") or Path(root) / "ledger" / "decisions.jsonl")
+
+# %% ../../nbs/21_review.ipynb #c010b
+SETTINGS_FILE = "seatrial.toml"   # the project's settings, at its root
+_REVIEW_KEYS = {"require_login": (bool, "true or false"), "credentials": (str, 'a file name in quotes, e.g. "users.toml"')}
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    "How a project guards its decisions: the `[review]` table of its seatrial.toml."
+    require_login: bool = False         # decisions need a password checked against `credentials`
+    credentials: Path | None = None     # the project's credentials file (absolute), if it names one
+    path: Path | None = None            # the settings file read (None: the project has none)
+
+def settings_path(
+    root: str | os.PathLike,  # the project folder
+) -> Path:  # its settings file
+    "Where a project's settings are."
+    return Path(root) / SETTINGS_FILE
+
+def review_settings(
+    root: str | os.PathLike,  # the project folder
+) -> ReviewSettings:  # defaults when the project has no settings file
+    "The project's review settings; refuses a malformed file, naming the file and the key."
+    path = settings_path(root)
+    try: text = path.read_text(encoding="utf-8")
+    except FileNotFoundError: return ReviewSettings()
+    except (OSError, UnicodeDecodeError) as e: raise SettingsError(f"{path}: cannot read the project's settings ({e})") from None
+    try: raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e: raise SettingsError(f"{path}: not valid TOML: {e}; fix that line") from None
+    review = raw.get("review", {})
+    if not isinstance(review, dict): raise SettingsError(f"{path}: review must be a table ([review]), not {review!r}")
+    for key, value in review.items():
+        if key not in _REVIEW_KEYS:
+            raise SettingsError(f"{path}: [review] {key}: unknown setting; [review] knows {', '.join(_REVIEW_KEYS)}")
+        kind, what = _REVIEW_KEYS[key]
+        if not isinstance(value, kind) or (kind is str and not value.strip()):
+            raise SettingsError(f"{path}: [review] {key} must be {what}, not {value!r}")
+    creds = (path.parent / review["credentials"]).resolve() if "credentials" in review else None
+    if review.get("require_login") and creds is None:
+        raise SettingsError(f'{path}: [review] require_login = true needs credentials = "FILE" beside it: the credentials '
+                            "file logins are checked against (see `seatrial users add`)")
+    return ReviewSettings(review.get("require_login", False), creds, path)
 
 # %% ../../nbs/21_review.ipynb #c012
 _PINNED = ("predictions", "metrics", "checks", "shap", "importance")   # outputs whose bytes a reviewer judges
@@ -84,6 +132,7 @@ class Evidence:
     digest: str                # hash over everything above but the paths: the evidence's identity
     metrics: dict = field(default_factory=dict)        # headline metrics of the version (metrics.json "overall")
     changed: list[str] = field(default_factory=list)   # labels whose file differs from what the run recorded
+    recorded: dict[str, str] = field(default_factory=dict)  # label -> the sha256 the run recorded, for those in `changed`
 
     def pinned(self) -> dict:
         "What the ledger keeps of it."
@@ -137,6 +186,10 @@ def _stage_notebook(root: Path, old_root: Path | None, stage: dict) -> Path:
     found = sorted(folder.glob(f"[0-9][0-9]_{stage['stage']}.ipynb"))
     return found[0] if found else folder / f"NN_{stage['stage']}.ipynb"
 
+def _manifest_hashes(manifests: dict[str, dict]) -> str:
+    "What the `seatrial.evidence` tag of a registered version holds: the outputs' hashes each stage's manifest records."
+    return hash_json({s: {n: o["sha256"] for n, o in m.get("outputs", {}).items()} for s, m in manifests.items()})
+
 def collect_evidence(
     root: str | os.PathLike,  # the project folder
     model: str,               # registered model name
@@ -146,19 +199,21 @@ def collect_evidence(
     root, version = Path(root).resolve(), str(version)
     tags = _registry_version(root, model, version).tags
     run, record, old_root = _run_record(root, model, version, tags)
-    files, paths, changed, metrics = {}, {}, [], {}
+    files, paths, changed, recorded, metrics, missing, manifests = {}, {}, [], {}, {}, [], {}
     for stage in record.get("stages", []):
         name = stage["stage"]
         if stage.get("status") not in ("finished", "cached") or not stage.get("manifest"):
             raise ReviewError(f"{model} version {version}: stage '{name}' of run {run} did not finish "
                               f"(status {stage.get('status')!r}), so its evidence is incomplete")
-        mpath = _rebase(old_root, root, stage["manifest"])
-        if not mpath.exists(): raise _missing(model, version, f"the manifest of stage '{name}',", mpath)
-        manifest = read_json(mpath)
-        files[f"manifest:{name}"], paths[f"manifest:{name}"] = hash_path(mpath), mpath
         nb = _stage_notebook(root, old_root, stage)
-        if not nb.exists(): raise _missing(model, version, f"the executed notebook of stage '{name}',", nb)
-        files[f"notebook:{nb.stem}"], paths[f"notebook:{nb.stem}"] = hash_path(nb), nb
+        if nb.exists(): files[f"notebook:{nb.stem}"], paths[f"notebook:{nb.stem}"] = hash_path(nb), nb
+        else: missing.append(f"the executed notebook of stage '{name}', {nb}")
+        mpath = _rebase(old_root, root, stage["manifest"])
+        if not mpath.exists():
+            missing.append(f"the manifest of stage '{name}', {mpath}")
+            continue
+        manifest = manifests[name] = read_json(mpath)
+        files[f"manifest:{name}"], paths[f"manifest:{name}"] = hash_path(mpath), mpath
         model_output = (manifest.get("model") or {}).get("output")
         for out, info in manifest.get("outputs", {}).items():
             p = paths[f"{name}.{out}"] = _rebase(old_root, root, info["path"])
@@ -166,14 +221,24 @@ def collect_evidence(
             label = "model" if out == model_output else out if out in _PINNED else None
             if label is None: continue
             if label in files: label = f"{name}.{out}"
-            if not p.exists(): raise _missing(model, version, f"output '{out}' of stage '{name}',", p)
-            files[label], paths[label] = hash_path(p), p
-            if files[label] != info.get("sha256"): changed.append(label)
+            paths[label] = p
+            if not p.exists():
+                missing.append(f"output '{out}' of stage '{name}', {p}")
+                continue
+            files[label] = hash_path(p)
+            if files[label] != info.get("sha256"): changed.append(label); recorded[label] = str(info.get("sha256"))
             if label == "metrics": metrics = read_json(p).get("overall") or {}
+    if missing:
+        raise ReviewError(f"the evidence of {model} version {version} is incomplete: "
+                          f"{'; '.join(w + ' does not exist' for w in missing)}. Restore the project's runs/ and reports/ "
+                          "folders, or re-run the pipeline and review the new version.")
+    registered = tags.get("seatrial.evidence")
+    if registered and _manifest_hashes(manifests) != registered:
+        changed.append("manifests"); recorded["manifests"] = registered
     paths["config"] = _rebase(old_root, root, record.get("config", ""))
     mlflow_run_id, data_digest = tags.get("seatrial.pipeline_run_id", ""), tags.get("seatrial.data_digest", "")
     return Evidence(model, version, run, mlflow_run_id, data_digest, files, paths,
-                    evidence_digest(model, version, run, mlflow_run_id, data_digest, files), metrics, changed)
+                    evidence_digest(model, version, run, mlflow_run_id, data_digest, files), metrics, changed, recorded)
 
 # %% ../../nbs/21_review.ipynb #c014b
 METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "mape": "MAPE", "r2": "R²", "bias": "bias (predicted − observed)",
@@ -351,10 +416,48 @@ def _need_text(value: str, what: str, where: str, error: type[ReviewError] = Rev
     if not isinstance(value, str) or not value.strip():
         raise error(f"{where}: {what} is empty; write it (a decision says who took it and why)")
 
-def _intact(led: Ledger) -> list[dict]:
-    problems = led.verify()
+ANCHOR_TAG = "seatrial.ledger_head"   # registered-model tag: seq and hash of the last ledger entry about that model
+
+def _anchors(root: Path) -> dict[str, str]:
+    "model -> the ledger anchor its registered model's tag holds."
+    from seatrial import tracking
+    return {m: tags[ANCHOR_TAG] for m, tags in tracking.model_tags(root).items() if ANCHOR_TAG in tags}
+
+def _anchor_problems(entries: list[dict], anchors: dict[str, str]) -> list[str]:
+    return check_anchors(entries, {f"the registry's anchor on model {m} (tag {ANCHOR_TAG})": a for m, a in anchors.items()})
+
+def _intact(led: Ledger, root: Path) -> tuple[list[dict], dict[str, str]]:
+    "The ledger's entries and the registry's anchors of it, when the chain holds and reaches every anchor."
+    entries, anchors = led.entries(), _anchors(root)
+    problems = led.verify() + _anchor_problems(entries, anchors)
     if problems: raise LedgerBrokenError(led.path, problems)
-    return led.entries()
+    return entries, anchors
+
+def _set_anchor(root: Path, model: str, entry: dict) -> None:
+    from seatrial import tracking
+    tracking.set_model_tag(root, model, ANCHOR_TAG, anchor_of(entry))
+
+def _reset_anchor(root: Path, model: str, previous: str | None) -> None:
+    from seatrial import tracking
+    if previous is None: tracking.delete_model_tag(root, model, ANCHOR_TAG)
+    else: tracking.set_model_tag(root, model, ANCHOR_TAG, previous)
+
+def _mode(root: Path, login: str | os.PathLike | None, who: str, what: str) -> tuple[str, ReviewError | None]:
+    "The decision's mode (login or local), and the refusal it earns under the project's settings, if any."
+    settings, mode = review_settings(root), "login" if login is not None else "local"
+    if not settings.require_login: return mode, None
+    if login is not None and Path(login).resolve() == settings.credentials: return mode, None
+    creds = settings.credentials
+    if login is None:
+        return mode, LoginRequiredError(
+            f"{who} may not {what} without a login: this project requires every decision to be checked against its "
+            f"credentials file ({settings.path}: [review] require_login = true). In the shell, say who you are with "
+            f"--user NAME (or SEATRIAL_USER) and give your password when asked, or on standard input with "
+            f"--password-stdin; it is checked against {creds}. In the audit app, log in: `seatrial audit` serves it "
+            "with logins from that file.")
+    return mode, LoginRequiredError(
+        f"{who} may not {what}: their password was checked against {login}, but this project's decisions are checked "
+        f"against {creds} ({settings.path}); drop --credentials / SEATRIAL_CREDENTIALS, or name that file.")
 
 def _last_decision(entries: list[dict], model: str, version: str) -> dict | None:
     return next((e for e in reversed(entries) if e.get("model") == model and e.get("outcome") in _DECIDED
@@ -379,8 +482,10 @@ def _record(led: Ledger, record: dict, sync=None, undo=None) -> dict:
         raise ReviewError(f"{record['action']} of {record['model']} version {record['version']}: the model registry refused "
                           f"the update ({exc}); nothing changed and the attempt is recorded. Check that MLflow is reachable and try again.") from exc
 
-def _refuse(led: Ledger, record: dict, err: ReviewError):
-    led.append(record | {"outcome": "refused", "reason": str(err), "error": type(err).__name__})
+def _refuse(led: Ledger, root: Path, record: dict, err: ReviewError):
+    entry = led.append(record | {"outcome": "refused", "reason": str(err), "error": type(err).__name__})
+    try: _set_anchor(root, record["model"], entry)
+    except Exception: pass   # the refusal is the news; a registry that is away now only leaves the anchor one entry behind
     raise err
 
 def decide(
@@ -393,6 +498,7 @@ def decide(
     comment: str,             # why (required)
     evidence_digest: str,     # `Evidence.digest` as it was when the reviewer opened the version
     champion_version: str | None = None,  # the champion the reviewer compared it with ("": none); None: not checked
+    login: str | os.PathLike | None = None,  # the credentials file the actor's password was checked against (`Identity.checked_by`); None: trusted name
 ) -> dict:  # the ledger entry of the decision
     "Approve or reject a version awaiting review, recorded in the ledger and mirrored in the registry."
     from seatrial import tracking
@@ -406,32 +512,34 @@ def decide(
     _registry_version(root, model, version)
     led = Ledger(ledger_path(root))
     with led.locked():
-        entries = _intact(led)
+        entries, anchors = _intact(led, root)
         current = tracking.alias_version(root, model, "champion")
-        base = {"actor": actor, "roles": sorted(roles), "action": action, "model": model, "version": version,
+        mode, no_login = _mode(root, login, actor, f"{action} {model} version {version}")
+        base = {"actor": actor, "roles": sorted(roles), "mode": mode, "action": action, "model": model, "version": version,
                 "comment": comment, "evidence": None, "previous_champion": current, "champion": current,
                 "compared_with": champion_version, "outcome": None, "reason": None}
+        if no_login is not None: _refuse(led, root, base, no_login)
         if APPROVER not in roles:
-            _refuse(led, base, NotAllowedError(f"{actor} may not {action} {model} version {version}: deciding needs the "
-                                               f"'{APPROVER}' role (they have: {', '.join(sorted(roles)) or 'none'}). "
-                                               "Ask an administrator to grant it, or ask an approver."))
+            _refuse(led, root, base, NotAllowedError(f"{actor} may not {action} {model} version {version}: deciding needs the "
+                                                     f"'{APPROVER}' role (they have: {', '.join(sorted(roles)) or 'none'}). "
+                                                     "Ask an administrator to grant it, or ask an approver."))
         mv = _registry_version(root, model, version)
         status, last = mv.tags.get("seatrial.status", ""), _last_decision(entries, model, version)
         if status != PENDING or last is not None:
             how = (f"{last['outcome'].replace('_', ' ')} by {last['actor']} at {last['time']} (ledger seq {last['seq']})" if last
                    else f"marked {status or 'without a status'} in the registry")
-            _refuse(led, base, AlreadyDecidedError(f"{model} version {version} was already decided: {how}. "
-                                                   f"This {action} by {actor} was not applied."))
+            _refuse(led, root, base, AlreadyDecidedError(f"{model} version {version} was already decided: {how}. "
+                                                         f"This {action} by {actor} was not applied."))
         if champion_version is not None and (champion_version or "") != (current or ""):
             then, now = (f"version {v}" if v else "no champion" for v in (champion_version, current))
-            _refuse(led, base, ChampionMovedError(
+            _refuse(led, root, base, ChampionMovedError(
                 f"the champion of {model} is not the one version {version} was compared with: it was compared with "
                 f"{then}, the champion is now {now}. Re-open version {version}, compare it "
                 f"with the current champion, and decide again. This {action} by {actor} was not applied."))
         try: ev = collect_evidence(root, model, version)
-        except ReviewError as err: _refuse(led, base, err)
+        except ReviewError as err: _refuse(led, root, base, err)
         if ev.digest != evidence_digest:
-            _refuse(led, base | {"evidence": ev.pinned()},
+            _refuse(led, root, base | {"evidence": ev.pinned()},
                     StaleEvidenceError(f"the evidence of {model} version {version} changed since it was opened "
                                        f"(digest {str(evidence_digest)[:12]}… then, {ev.digest[:12]}… now); "
                                        f"{'files changed since the run: ' + ', '.join(ev.changed) + '. ' if ev.changed else ''}"
@@ -447,6 +555,7 @@ def decide(
                 "seatrial.decision.at": entry["time"], "seatrial.decision.comment": _short(comment),
                 "seatrial.decision.evidence": ev.digest, "seatrial.decision.ledger_seq": str(entry["seq"]),
                 "seatrial.decision.ledger_hash": entry["hash"]})
+            _set_anchor(root, model, entry)
 
         def undo():
             if action == "approve":
@@ -454,6 +563,7 @@ def decide(
                 else: tracking.delete_alias(root, model, "champion")
             tracking.set_version_tags(root, model, version, {"seatrial.status": PENDING})
             tracking.delete_version_tags(root, model, version, "seatrial.decision.")   # no trace of what did not happen
+            _reset_anchor(root, model, anchors.get(model))
         return _record(led, record, sync, undo)
 
 # %% ../../nbs/21_review.ipynb #c020
@@ -481,6 +591,7 @@ def rollback(
     roles: Collection[str],   # their roles; "approver" is needed
     comment: str,             # why (required)
     expected_champion: str | None = None,  # the champion the person saw; refused if it changed meanwhile
+    login: str | os.PathLike | None = None,  # the credentials file the actor's password was checked against (`Identity.checked_by`); None: trusted name
 ) -> dict:  # the ledger entry of the rollback
     "Move `champion` back to the previous champion, recorded in the ledger."
     from seatrial import tracking
@@ -492,26 +603,28 @@ def rollback(
         raise UnknownVersionError(f"there is no registered model '{model}' in {tracking.tracking_uri(root)}")
     led = Ledger(ledger_path(root))
     with led.locked():
-        entries = _intact(led)
+        entries, anchors = _intact(led, root)
         current = tracking.alias_version(root, model, "champion")
-        base = {"actor": actor, "roles": sorted(roles), "action": "rollback", "model": model, "version": current,
+        mode, no_login = _mode(root, login, actor, f"roll back {model}")
+        base = {"actor": actor, "roles": sorted(roles), "mode": mode, "action": "rollback", "model": model, "version": current,
                 "from_version": current, "comment": comment, "evidence": None, "previous_champion": current,
                 "champion": current, "outcome": None, "reason": None}
+        if no_login is not None: _refuse(led, root, base, no_login)
         if APPROVER not in roles:
-            _refuse(led, base, NotAllowedError(f"{actor} may not roll back {model}: it needs the '{APPROVER}' role "
-                                               f"(they have: {', '.join(sorted(roles)) or 'none'})"))
+            _refuse(led, root, base, NotAllowedError(f"{actor} may not roll back {model}: it needs the '{APPROVER}' role "
+                                                     f"(they have: {', '.join(sorted(roles)) or 'none'})"))
         if expected_champion is not None and str(expected_champion) != current:
-            _refuse(led, base, RollbackError(f"{model}: the champion is version {current}, not {expected_champion} as seen "
-                                             "when the rollback was asked for; someone changed it meanwhile. Look again."))
+            _refuse(led, root, base, RollbackError(f"{model}: the champion is version {current}, not {expected_champion} as seen "
+                                                   "when the rollback was asked for; someone changed it meanwhile. Look again."))
         stack = _champions(entries, model)
         if current is None or not stack or stack[-1] != current:
-            _refuse(led, base, RollbackError(
+            _refuse(led, root, base, RollbackError(
                 f"{model}: the registry's champion is {'version ' + current if current else 'not set'}, but the ledger's is "
                 f"{'version ' + stack[-1] if stack else 'none'}: the alias was moved outside seatrial. "
                 "Find out who moved it before rolling back."))
         if len(stack) < 2:
-            _refuse(led, base, RollbackError(f"{model}: version {current} is the first champion the ledger records; "
-                                             "there is no earlier champion to go back to"))
+            _refuse(led, root, base, RollbackError(f"{model}: version {current} is the first champion the ledger records; "
+                                                   "there is no earlier champion to go back to"))
         target = stack[-2]
         record = base | {"version": target, "champion": target, "outcome": "rolled_back"}
 
@@ -521,11 +634,13 @@ def rollback(
                 "seatrial.status": "rolled_back", "seatrial.rollback.by": actor, "seatrial.rollback.at": entry["time"],
                 "seatrial.rollback.comment": _short(comment), "seatrial.rollback.to": target,
                 "seatrial.rollback.ledger_seq": str(entry["seq"]), "seatrial.rollback.ledger_hash": entry["hash"]})
+            _set_anchor(root, model, entry)
 
         def undo():
             tracking.set_alias(root, model, "champion", current)
             tracking.set_version_tags(root, model, current, {"seatrial.status": "approved"})
             tracking.delete_version_tags(root, model, current, "seatrial.rollback.")
+            _reset_anchor(root, model, anchors.get(model))
         return _record(led, record, sync, undo)
 
 # %% ../../nbs/21_review.ipynb #c022
@@ -560,6 +675,7 @@ def verify(
     if not registry: return problems
     from seatrial import tracking
     entries = led.entries()
+    problems += _anchor_problems(entries, _anchors(Path(root)))
     by_hash = {e.get("hash") for e in entries}
     for model in tracking.registered_models(root):
         versions = tracking.model_versions(root, model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from .. import review
 from .app import evidence_frame, history_frame
 from .store import AuditStore
 from .views import OverviewView, fmt, inert
-from ..core import atomic_path
+from ..core import SeatrialError, atomic_path
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
-__all__ = ['map_extent', 'map_figure', 'importance_figure', 'html_table', 'overall_metrics', 'regime_frame', 'export_report']
+__all__ = ['map_extent', 'map_figure', 'importance_figure', 'html_table', 'ReportPathError', 'report_path', 'make_folders',
+           'check_writable', 'overall_metrics', 'regime_frame', 'export_report']
 
 # %% ../../../nbs/28_audit_report.ipynb #c005
 def _png(fig) -> str:
@@ -103,6 +105,54 @@ def html_table(df: pd.DataFrame, digits: int = 4) -> str:
                    for row in df.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
+# %% ../../../nbs/28_audit_report.ipynb #c008b
+class ReportPathError(SeatrialError):
+    "The report cannot be written where it was asked to go."
+
+def report_path(
+    output: str | os.PathLike | None,  # what was asked for: a file, a folder (existing, or ending in "/"), or None
+    default: str | os.PathLike,        # the file written when nothing is asked for; its name is used inside a folder
+) -> tuple[Path, bool]:  # the file to write, and whether `output` named a folder
+    "Where a report goes: a file named goes there; a folder named gets the default file name inside it."
+    if output is None: return Path(default), False
+    text = os.fspath(output)
+    if not text.strip(): raise ReportPathError("the report's file name is empty; give one such as audit.html")
+    if text.endswith(("/", os.sep)) or Path(text).is_dir(): return Path(text) / Path(default).name, True
+    return Path(text), False
+
+def make_folders(
+    path: str | os.PathLike,  # the file about to be written
+) -> list[Path]:  # the folders created, outermost first (empty when all were there)
+    "Create the folders missing above `path`, refusing by name a file in the way or a place that takes no folders."
+    path, missing = Path(path), []
+    for parent in path.parents:
+        if parent.exists(): break
+        missing.append(parent)
+    above = missing[-1].parent if missing else path.parent   # the nearest that exists
+    if above.exists() and not above.is_dir():
+        raise ReportPathError(f"cannot write {path}: {above} is a file, not a folder; choose another place")
+    created = []
+    for folder in reversed(missing):
+        try: folder.mkdir()
+        except FileExistsError: continue   # made meanwhile by someone else
+        except OSError as e:
+            raise ReportPathError(f"cannot create the folder {folder} for {path.name}: {e.strerror or e}; "
+                                  "choose a place you can write to") from None
+        created.append(folder)
+    return created
+
+def check_writable(
+    path: str | os.PathLike,  # the file about to be written (its folder exists)
+) -> None:
+    "Refuse, before any work, a report path that is a folder or whose folder takes no new file."
+    path = Path(path)
+    if path.is_dir(): raise ReportPathError(f"{path} is a folder; name a file inside it")
+    try: fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise ReportPathError(f"cannot write the report to {path}: no new file can be made in {path.parent} "
+                              f"({e.strerror or e}); choose a folder you can write to") from None
+    os.close(fd); os.unlink(probe)
+
 # %% ../../../nbs/28_audit_report.ipynb #c010
 _STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em;color:#1b1b1b;max-width:1200px}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
@@ -148,6 +198,9 @@ def export_report(
     "Write the audit report of the store's open version as one self-contained HTML file."
     ev = store.evidence
     if ev is None: raise review.ReviewError("no version is open: open one before exporting its report")
+    path = Path(path)
+    make_folders(path)
+    check_writable(path)   # before the figures are drawn
     cols, unit = store.columns, review.target_unit(ev.paths.get("config"))
     judged = review.METRIC_NAMES[PRIMARY[store.task]]
     parts = [f"<h1>Sea trial of {inert(ev.model)} version {inert(ev.version)}</h1>",
@@ -171,8 +224,11 @@ def export_report(
               "<h2>Evidence</h2>", html_table(evidence_frame(ev))]
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seatrial audit: {inert(ev.model)} v"
            f"{inert(ev.version)}</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    with atomic_path(path) as tmp: tmp.write_text(doc, encoding="utf-8")
-    return Path(path)
+    try:
+        with atomic_path(path) as tmp: tmp.write_text(doc, encoding="utf-8")
+    except OSError as e:   # the disk filled up, or the folder changed since it was checked: nothing half-written is left
+        raise ReportPathError(f"cannot write the report to {path}: {e.strerror or e}; nothing was written") from None
+    return path
 
 def _regimes(frame: pd.DataFrame) -> list[str]:
     return [c.removeprefix("regime_") for c in frame.columns if c.startswith("regime_")]
