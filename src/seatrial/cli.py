@@ -17,8 +17,8 @@ from .core import SeatrialError, read_json
 # %% auto #0
 __all__ = ['DEMO_DIR', 'cmd_run', 'cmd_demo', 'cmd_generate', 'cmd_runs', 'cmd_show', 'cmd_stages', 'cmd_new', 'cmd_review_list',
            'cmd_review_show', 'cmd_review_approve', 'cmd_review_reject', 'cmd_review_rollback', 'cmd_review_history',
-           'cmd_review_verify', 'cmd_review_export', 'cmd_users_add', 'cmd_users_list', 'cmd_users_remove', 'cmd_audit',
-           'add_review_commands', 'parser', 'main']
+           'cmd_review_verify', 'cmd_review_require_login', 'cmd_review_export', 'cmd_users_add', 'cmd_users_list',
+           'cmd_users_remove', 'cmd_audit', 'add_review_commands', 'parser', 'main']
 
 # %% ../../nbs/90_cli.ipynb #c005
 DEMO_DIR = Path("data/demo")
@@ -37,7 +37,7 @@ def _run_options(args, config: Path):
     root = Path(args.root)
     return RunOptions(root=root, config=config, pipeline=Path(args.pipeline) if args.pipeline else default_pipeline(root),
                       params=_stage_params(args.param), force=args.force, from_stage=args.from_stage,
-                      cell_timeout=args.cell_timeout, progress=not args.quiet)
+                      cell_timeout=args.cell_timeout, progress=not args.quiet, wait=args.wait)
 
 # %% ../../nbs/90_cli.ipynb #c031
 def _metric_lines(
@@ -84,17 +84,18 @@ def cmd_run(args) -> int:
 def cmd_demo(args) -> int:
     "Generate the demo fleet data (if needed) and run the pipeline on it."
     from seatrial.core import read_json, write_json
-    from seatrial.runner import run_pipeline
+    from seatrial.runner import project_lock, run_pipeline
     root = Path(args.root)
     out = root / DEMO_DIR
     wanted = {"rows": args.rows, "seed": args.seed}
     stamp = out / "demo.json"
-    if not (stamp.exists() and read_json(stamp) == wanted):
-        from seatrial.fleet import generate_demo
-        print(f"generating the demo fleet: {args.rows:,} rows, seed {args.seed} -> {out}", file=sys.stderr)
-        generate_demo(out, n_rows=args.rows, seed=args.seed)
-        write_json(stamp, wanted)
-    result = run_pipeline(_run_options(args, out / "dataset.toml"))
+    with project_lock(root, wait=args.wait):   # the data too: two demos at once must not write it together
+        if not (stamp.exists() and read_json(stamp) == wanted):
+            from seatrial.fleet import generate_demo
+            print(f"generating the demo fleet: {args.rows:,} rows, seed {args.seed} -> {out}", file=sys.stderr)
+            generate_demo(out, n_rows=args.rows, seed=args.seed)
+            write_json(stamp, wanted)
+        result = run_pipeline(_run_options(args, out / "dataset.toml"))
     print(result.run_id)
     return 0
 
@@ -105,8 +106,22 @@ def cmd_generate(args) -> int:
     for name, p in paths.items(): print(f"{name:<10} {p}")
     return 0
 
+def _recover(root: Path) -> None:
+    "Runs whose runner died are marked interrupted before anyone reads them (MLflow is imported only for such a run)."
+    from seatrial.runner import recover_interrupted
+    recover_interrupted(root)
+
+def _run_id(value: str) -> str:
+    "A run id as typed: an id (letters, digits, `_ . -`), never a path to somewhere else."
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value) or ".." in value:
+        raise SeatrialError(f"{value!r} is not a run id: a run id names a run of this project (see `seatrial runs`), "
+                            "it is not a path; use --root to read another project")
+    return value
+
 def cmd_runs(args) -> int:
     "List pipeline runs, newest first."
+    _recover(Path(args.root))
     records = sorted((Path(args.root) / "runs").glob("*/run.json"), reverse=True)[: args.limit]
     if not records:
         print("no runs yet: `seatrial demo` makes one", file=sys.stderr); return 0
@@ -126,15 +141,20 @@ def cmd_show(args) -> int:
     "Summarise one run: stages, timings, metrics (candidate beside baseline and champion), checks, model version."
     from seatrial.review import evaluated_champion, target_unit
     root = Path(args.root)
-    path = root / "runs" / args.run / "run.json"
+    path = root / "runs" / _run_id(args.run) / "run.json"
     if not path.exists(): raise SeatrialError(f"no run '{args.run}' in {path.parent.parent} (see `seatrial runs`)")
+    _recover(root)
     r = read_json(path)
     print(f"run {r['run_id']}  dataset {r['dataset']}  {r['status']}  {r['seconds']:.1f} s  started {_time_text(r['started'])}")
     print(f"MLflow run {r.get('mlflow_run_id') or '-'}  model version {r.get('model_version') or '-'}")
+    if r.get("error"): print(f"  error: {r['error']}")
+    if r.get("interrupted"): print(f"  interrupted: its runner was found gone at {_time_text(r['interrupted'])}")
     for s in r["stages"]:
         origin = f" (reused from {s['cached_from']})" if s.get("cached_from") else ""
-        print(f"  {s['stage']:<10} {s['status']:<9} {s['seconds']:>7.1f} s{origin}")
-        if s.get("error"): print(f"      error at cell {s.get('cell')}: {s['error']}\n      notebook: {s.get('notebook')}")
+        print(f"  {s['stage']:<10} {s['status']:<9} {s.get('seconds') or 0:>7.1f} s{origin}")
+        if s.get("error"):
+            at = f" at cell {s['cell']}" + (f" ({s['cell_line']})" if s.get("cell_line") else "") if s.get("cell") else ""
+            print(f"      error{at}: {s['error']}\n      notebook: {s.get('notebook')}")
         m = _stage_manifest(root, r["run_id"], s)
         if m is None: continue
         out = m.get("outputs", {}).get("metrics")
@@ -180,14 +200,20 @@ def cmd_new(args) -> int:
 
 # %% ../../nbs/90_cli.ipynb #c021
 def _credentials(args) -> Path | None:
+    "--credentials, else $SEATRIAL_CREDENTIALS, else the file the project's seatrial.toml names ([review] credentials)."
     value = getattr(args, "credentials", None) or os.environ.get("SEATRIAL_CREDENTIALS")
-    return Path(value) if value else None
+    if value: return Path(value)
+    from seatrial.review import review_settings
+    return review_settings(args.root).credentials
 
 def _password(args, prompt: str) -> str:
     if getattr(args, "password_stdin", False): return sys.stdin.readline().rstrip("\n")
     if os.environ.get("SEATRIAL_PASSWORD") is not None: return os.environ["SEATRIAL_PASSWORD"]
     import getpass
-    return getpass.getpass(prompt)
+    try: return getpass.getpass(prompt)
+    except EOFError:
+        raise SeatrialError("no password was given (standard input is closed): type it when asked, or pass it on "
+                            "standard input with --password-stdin") from None
 
 def _identity(args):
     "Who runs this command: checked against the credentials file when there is one."
@@ -197,8 +223,8 @@ def _identity(args):
         if args.user: os.environ["SEATRIAL_USER"] = args.user
         return local_identity()
     name = args.user or os.environ.get("SEATRIAL_USER")
-    if not name: raise AccessError(f"{creds} is in use: say who you are with --user NAME or SEATRIAL_USER")
-    who = authenticate(creds, name, _password(args, f"password of {name}: "))
+    if not name: raise AccessError(f"logins are checked against {creds}: say who you are with --user NAME or SEATRIAL_USER")
+    who = authenticate(creds, name, _password(args, f"password of {name} ({creds}): "))
     if who is None: raise AccessError(f"user {name!r} and that password do not match {creds}")
     return who
 
@@ -243,6 +269,14 @@ def cmd_review_show(args) -> int:
     if d["decision"]: print("  decision  " + "  ".join(f"{k}={v}" for k, v in sorted(d["decision"].items())))
     print(f"  data digest      {ev.data_digest}")
     for label, sha in sorted(ev.files.items()): print(f"  sha256 {label:<30} {sha}")
+    for label in ev.changed:
+        where = (f"{ev.paths[label]}: sha256 {ev.files[label]} now, {ev.recorded[label]} when the run recorded it"
+                 if label in ev.files else "the hashes the stage manifests record are not those the run registered "
+                 f"with this version (seatrial.evidence {ev.recorded[label]}): a manifest was edited")
+        print(f"  CHANGED {label}: {where}")
+    if ev.changed:
+        print(f"  {len(ev.changed)} evidence file(s) differ from what run {ev.run} recorded: look at them before deciding",
+              file=sys.stderr)
     print(f"evidence {ev.digest}")
     return 0
 
@@ -251,10 +285,11 @@ def _decide(args, action: str) -> int:
     who = _identity(args)
     entry = decide(args.root, args.model, args.version, action, actor=who.name, roles=who.roles,
                    comment=args.message, evidence_digest=args.evidence,
-                   champion_version="" if args.champion == "none" else args.champion)
+                   champion_version="" if args.champion == "none" else args.champion, login=who.checked_by)
     done = {"approve": "approved", "reject": "rejected"}[action]
     champion = "; it is now the champion" if action == "approve" else ""
-    print(f"{args.model} version {args.version} {done} by {who.name} (ledger entry {entry['seq']}){champion}")
+    how = "logged in" if who.checked_by else "local user name, not checked"
+    print(f"{args.model} version {args.version} {done} by {who.name} ({how}; ledger entry {entry['seq']}){champion}")
     return 0
 
 def cmd_review_approve(args) -> int:
@@ -270,19 +305,19 @@ def cmd_review_rollback(args) -> int:
     from seatrial.review import rollback
     who = _identity(args)
     entry = rollback(args.root, args.model, actor=who.name, roles=who.roles, comment=args.message,
-                     expected_champion=args.expected_champion)
+                     expected_champion=args.expected_champion, login=who.checked_by)
     print(f"{args.model}: champion rolled back to version {entry['version']} by {who.name} (ledger entry {entry['seq']})")
     return 0
 
 def cmd_review_history(args) -> int:
-    "Who decided what, when, with which comment (refused attempts included)."
+    "Who decided what, when, how they were identified (login or local), with which comment (refused attempts included)."
     from seatrial.review import history
     entries = history(args.root, args.model)
     if not entries:
         print("no decision yet", file=sys.stderr); return 0
     for e in entries:
         print(f"{_time_text(e.get('time')):<23} {e.get('actor', ''):<12} {e.get('action', ''):<9} {e.get('model', '')} "
-              f"v{e.get('version', '')}  {e.get('outcome', '')}  {e.get('comment', '')!r}")
+              f"v{e.get('version', '')}  {e.get('outcome', '')} ({e.get('mode', 'mode not recorded')})  {e.get('comment', '')!r}")
     return 0
 
 def cmd_review_verify(args) -> int:
@@ -293,14 +328,34 @@ def cmd_review_verify(args) -> int:
     if not problems: print("ledger intact")
     return 1 if problems else 0
 
+def cmd_review_require_login(args) -> int:
+    "Turn on or off, in the project's seatrial.toml, the rule that decisions need a login."
+    from seatrial.access import set_require_login
+    from seatrial.review import review_settings
+    now = review_settings(args.root)
+    moving = args.credentials is not None and Path(args.credentials).resolve() != now.credentials
+    lifting = now.require_login and (args.state == "off" or moving)
+    # lifting the rule takes an approver's login against the file in force now, whatever file is named next
+    who = _identity(argparse.Namespace(**{**vars(args), "credentials": str(now.credentials)})) if lifting else None
+    s = set_require_login(args.root, args.state == "on", args.credentials, by=who)
+    if s.require_login:
+        print(f"decisions in {Path(args.root).resolve()} now need a login checked against {s.credentials} ({s.path})")
+    else:
+        print(f"decisions in {Path(args.root).resolve()} no longer need a login ({s.path}): a decision taken without "
+              "a password is recorded under the shell's user name, on trust")
+    return 0
+
 def cmd_review_export(args) -> int:
     "Write a version's audit report as one self-contained HTML file."
     from seatrial.access import local_identity
-    from seatrial.audit.report import export_report
+    from seatrial.audit.report import check_writable, export_report, make_folders, report_path
     from seatrial.audit.store import AuditStore
+    target, into_folder = report_path(args.output, Path(args.root) / "reports" / f"audit-{args.model}-v{args.version}.html")
+    if into_folder: print(f"seatrial: {args.output} is a folder: writing {target.name} into it", file=sys.stderr)
+    for folder in make_folders(target): print(f"seatrial: created the folder {folder}", file=sys.stderr)
+    check_writable(target)
     store = AuditStore(root=Path(args.root), model=args.model, version=args.version, identity=local_identity())
-    out = export_report(store, args.output or Path(args.root) / "reports" / f"audit-{args.model}-v{args.version}.html")
-    print(out)
+    print(export_report(store, target))
     return 0
 
 def cmd_users_add(args) -> int:
@@ -335,12 +390,14 @@ def cmd_audit(args) -> int:
     print(f"seatrial audit: http://{args.address}:{args.port}/ ({'logins from ' + str(creds) if creds else 'single-user mode'}); "
           "Ctrl-C stops it", file=sys.stderr, flush=True)
     serve_audit(args.root, address=args.address, port=args.port, credentials=creds, cookie_secret=args.cookie_secret,
-                allow_websocket_origin=args.allow_websocket_origin or None, show=args.show)
+                allow_websocket_origin=args.allow_websocket_origin or None, show=args.show,
+                processes=args.processes)
     return 0
 
 # %% ../../nbs/90_cli.ipynb #c022
 def _who_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--credentials", help="credentials file (default: $SEATRIAL_CREDENTIALS; none: single-user mode)")
+    p.add_argument("--credentials", help="credentials file (default: $SEATRIAL_CREDENTIALS, else the one the project's "
+                                         "seatrial.toml names; none: the local user name, on trust)")
     p.add_argument("--user", help="who acts (default: $SEATRIAL_USER, else the local user)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
@@ -374,11 +431,23 @@ def add_review_commands(sub) -> None:
     hist = rs.add_parser("history", help="decisions, newest first")
     hist.add_argument("--model")
     hist.set_defaults(func=cmd_review_history)
-    rs.add_parser("verify", help="check the ledger's hash chain").set_defaults(func=cmd_review_verify)
+    rs.add_parser("verify", help="check the ledger's hash chain, and the registry (champion, decision tags, "
+                                 "the ledger's anchor) against it").set_defaults(func=cmd_review_verify)
     ex = rs.add_parser("export", help="the audit report of a version as one offline HTML file")
     ex.add_argument("model"); ex.add_argument("version")
-    ex.add_argument("-o", "--output", help="file to write (default: reports/audit-MODEL-vVERSION.html)")
+    ex.add_argument("-o", "--output", metavar="FILE|FOLDER",
+                    help="file to write (default: reports/audit-MODEL-vVERSION.html); an existing folder, or a name "
+                         "ending in /, gets that default name inside it. Missing folders are created, each named on "
+                         "standard error; the file appears whole or not at all")
     ex.set_defaults(func=cmd_review_export)
+    rl = rs.add_parser("require-login", help="require (on) or not (off) a checked login for every decision in this "
+                                             "project: writes [review] of the project's seatrial.toml")
+    rl.add_argument("state", choices=["on", "off"])
+    rl.add_argument("--credentials", help="the credentials file logins are checked against (needed the first time; "
+                                          "kept in seatrial.toml relative to the project folder)")
+    rl.add_argument("--user", help="turning it off needs an approver logged in against the current file: who")
+    rl.add_argument("--password-stdin", action="store_true", help="read that password from standard input")
+    rl.set_defaults(func=cmd_review_require_login)
 
     users = sub.add_parser("users", help="users and roles of the audit app")
     us = users.add_subparsers(dest="users_command", required=True)
@@ -398,11 +467,14 @@ def add_review_commands(sub) -> None:
     audit = sub.add_parser("audit", help="serve the audit app (Panel, 127.0.0.1:5006 by default)")
     audit.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     audit.add_argument("--port", type=int, default=5006, help="port (default 5006)")
-    audit.add_argument("--credentials", help="credentials file: logins on (default: $SEATRIAL_CREDENTIALS)")
+    audit.add_argument("--credentials", help="credentials file: logins on (default: $SEATRIAL_CREDENTIALS, else the one "
+                                             "the project's seatrial.toml names)")
     audit.add_argument("--cookie-secret", help="signs login cookies (default: $SEATRIAL_COOKIE_SECRET); required with logins")
     audit.add_argument("--allow-websocket-origin", action="append", metavar="HOST:PORT",
                        help="an origin browsers use to reach the app (default: the served address:port)")
     audit.add_argument("--show", action="store_true", help="open a browser tab")
+    audit.add_argument("--processes", type=int, metavar="N", help="worker processes serving sessions side by side "
+                       "(default: one per core, at most 4; Linux only)")
     audit.set_defaults(func=cmd_audit)
 
 # %% ../../nbs/90_cli.ipynb #c010
@@ -414,6 +486,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_stage", metavar="STAGE", help="re-run this stage and every stage after it")
     p.add_argument("--cell-timeout", type=float, default=1800, metavar="S", help="seconds one cell may run (default 1800)")
     p.add_argument("-q", "--quiet", action="store_true", help="no cell progress bars")
+    p.add_argument("--wait", action="store_true", help="another run of this project in progress: wait for it, then run")
 
 def parser() -> argparse.ArgumentParser:
     "The `seatrial` argument parser."

@@ -17,7 +17,7 @@ from panel.viewable import Viewer
 from .. import review
 from ..access import Identity, current_identity, local_identity
 from .map import MapView
-from .store import AuditStore
+from .store import AuditStore, review_queue
 from .views import ExplanationView, OverviewView, inert
 from ..core import SeatrialError
 
@@ -63,12 +63,12 @@ class QueueView(Viewer):
 
     @param.depends("refresh", watch=True)
     def _reload(self) -> None:
-        frame = queue_frame(review.candidates(self.store.root) if self.store.root is not None else [])
+        frame = queue_frame(review_queue(self.store.root) if self.store.root is not None else [])
         self._table.value = frame
         self._choice.options = {f"{r.model} v{r.version} ({r.run})": (r.model, r.version) for r in frame.itertuples()}
         self._empty.visible = frame.empty
 
-    def _open_choice(self) -> None:
+    def _open_choice(self, fresh_queue: bool = False) -> None:
         if not self._choice.value: return
         model, version = self._choice.value
         before = (self.store.model, self.store.version)
@@ -83,13 +83,13 @@ class QueueView(Viewer):
                 except SeatrialError: pass   # that one is broken too now: the message above stands
             return
         self._problem.visible = False
-        self.refresh = True         # the queue as it is now: the champion may have moved
+        if not fresh_queue: self.refresh = True   # the queue as it is now: the champion may have moved
 
     def open_newest(self) -> None:
         "Open the newest candidate, if any waits."
         if self._choice.options:
             self._choice.value = next(iter(self._choice.options.values()))
-            self._open_choice()
+            self._open_choice(fresh_queue=True)   # the queue was just read
 
     def __panel__(self):
         return pn.Column("## Candidates awaiting review", self._empty, self._table,
@@ -150,7 +150,8 @@ class DecisionView(Viewer):
             who = current_identity(s.identity, self.credentials)
             entry = review.decide(s.root, s.model, s.version, action, actor=who.name, roles=who.roles,
                                   comment=self._comment.value_input or self._comment.value or "",
-                                  evidence_digest=s.evidence.digest, champion_version=s.champion_version)
+                                  evidence_digest=s.evidence.digest, champion_version=s.champion_version,
+                                  login=who.checked_by)
         except SeatrialError as e:
             self._message.param.update(object=f"**Not recorded.** {inert(e)}", alert_type="danger", visible=True)
             return None
@@ -230,7 +231,7 @@ class HistoryView(Viewer):
             # the champion this person saw: if someone moved it since, the rollback is refused, not applied to another
             entry = review.rollback(s.root, s.model, actor=who.name, roles=who.roles,
                                     comment=self._comment.value_input or self._comment.value or "",
-                                    expected_champion=self._champion_seen)
+                                    expected_champion=self._champion_seen, login=who.checked_by)
         except SeatrialError as e:
             self._message.param.update(object=f"**Not recorded.** {inert(e)}", alert_type="danger", visible=True)
             return None
@@ -263,17 +264,38 @@ class AuditApp(Viewer):
         s = self.store
         self.queue = QueueView(store=s)
         if not opened: self.queue.open_newest()
-        self.decision = DecisionView(store=s, credentials=credentials)
-        self.history = HistoryView(store=s, credentials=credentials)
-        self.map, self.overview, self.explanations = MapView(store=s), OverviewView(store=s), ExplanationView(store=s)
-        self.decision.param.watch(lambda _: self._changed(), "decided")
-        self.history.param.watch(lambda _: self._changed(), "rolled_back")
+        self.map, self.overview = MapView(store=s), OverviewView(store=s)
+        self._credentials, self._decision, self._history, self._explanations = credentials, None, None, None
+
+    # The views of the other tabs are made when first asked for (their tab shown, or by code): a new session pays
+    # only for the Review tab it opens on.
+    @property
+    def decision(self) -> DecisionView:
+        "The decision view (made on first use)."
+        if self._decision is None:
+            self._decision = DecisionView(store=self.store, credentials=self._credentials)
+            self._decision.param.watch(lambda _: self._changed(), "decided")
+        return self._decision
+
+    @property
+    def history(self) -> HistoryView:
+        "The history view (made on first use)."
+        if self._history is None:
+            self._history = HistoryView(store=self.store, credentials=self._credentials)
+            self._history.param.watch(lambda _: self._changed(), "rolled_back")
+        return self._history
+
+    @property
+    def explanations(self) -> ExplanationView:
+        "The explanations view (made on first use)."
+        if self._explanations is None: self._explanations = ExplanationView(store=self.store, live=False)
+        return self._explanations
 
     def _changed(self) -> None:
         # The open version keeps the comparison the reviewer decided on; opening a version again compares it with
         # the champion of that moment.
         self.queue.refresh = True
-        self.history.refresh = True
+        if self._history is not None: self._history.refresh = True
 
     @param.depends("store.model", "store.version")
     def _title(self):
@@ -285,19 +307,20 @@ class AuditApp(Viewer):
                             f"<div>signed in as <b>{inert(who.name if who else '')}</b> ({inert(roles)})</div>")
 
     def __panel__(self):
-        review_tab = pn.Row(pn.Column(self.map, css_classes=["map-view"]),
-                            pn.Column(self.overview, css_classes=["overview-view"]), sizing_mode="stretch_width")
-        views = {"Queue": self.queue, "Review": review_tab,
-                 "Explanations": pn.Column(self.explanations, css_classes=["explanation-view"]),
-                 "Decision": self.decision, "History": self.history}
+        views = {"Queue": lambda: self.queue,
+                 "Review": lambda: pn.Row(pn.Column(self.map, css_classes=["map-view"]),
+                                          pn.Column(self.overview, css_classes=["overview-view"]), sizing_mode="stretch_width"),
+                 "Explanations": lambda: pn.Column(self.explanations, css_classes=["explanation-view"]),
+                 "Decision": lambda: self.decision, "History": lambda: self.history}
         # A tab's view is built when the tab is first shown and stays in the page from then on. (Panel's
         # `Tabs(dynamic=True)` would detach a hidden tab's plots and keep updating them outside the page, and Panel
         # then points their stylesheets at its CDN: a page that must work offline cannot have that.)
         holders = [pn.Column(sizing_mode="stretch_width") for _ in views]
         tabs = pn.Tabs(*zip(views, holders), active=1 if self.store.version else 0, sizing_mode="stretch_width")
         def show(index: int) -> None:
-            self.explanations.live = list(views)[index] == "Explanations"   # hidden, it lets selections pass
-            if not holders[index].objects: holders[index].objects = [list(views.values())[index]]
+            if not holders[index].objects: holders[index].objects = [list(views.values())[index]()]
+            if self._explanations is not None:   # hidden, it lets selections pass
+                self._explanations.live = list(views)[index] == "Explanations"
         show(tabs.active)
         tabs.param.watch(lambda e: show(e.new), "active")
         return pn.Column(self._title, tabs, sizing_mode="stretch_width")

@@ -8,17 +8,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
 import ipaddress
 import logging
 import os
 import re
 import secrets
 import socket
+import sys
 import threading
+import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from jinja2 import Environment
 from markupsafe import Markup
@@ -26,14 +30,17 @@ from panel.auth import BasicAuthProvider, BasicLoginHandler
 from panel.config import config
 from panel.io.state import state
 from tornado.ioloop import IOLoop
-from tornado.web import RequestHandler
+from tornado.routing import Router
+from tornado.web import Application, RequestHandler, decode_signed_value
 from tornado.websocket import WebSocketHandler
 
 from ..access import AccessError, Identity, authenticate, read_users, session_identity
+from ..core import SeatrialError
 
 # %% auto #0
 __all__ = ['MIN_SECRET_LENGTH', 'resolve_cookie_secret', 'allowed_origins', 'external_resources', 'SeatrialLoginHandler',
-           'SeatrialLogoutHandler', 'SeatrialAuthProvider', 'serve_audit']
+           'SeatrialLogoutHandler', 'SeatrialAuthProvider', 'LoginRequired', 'require_login', 'ServeSettingsError',
+           'default_processes', 'serve_audit']
 
 # %% ../../../nbs/27_audit_serve.ipynb #c005
 MIN_SECRET_LENGTH = 32
@@ -79,7 +86,10 @@ def allowed_origins(
     if address in ("", "0.0.0.0", "::"):
         raise AccessError(f"serving on every interface ({address or 'all'}): say which host:port browsers will use, "
                           f"e.g. allow_websocket_origin=['audit.example:{port}']")
-    return [f"[{address}]:{port}" if ":" in address else f"{address}:{port}"]
+    served = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    if _is_loopback(address):   # a browser here may call it 127.0.0.1 or localhost: both are this machine only
+        return list(dict.fromkeys([served, f"127.0.0.1:{port}" if address == "localhost" else f"localhost:{port}"]))
+    return [served]
 
 # %% ../../../nbs/27_audit_serve.ipynb #c011
 _PAGE = Environment(autoescape=True).from_string("""\
@@ -211,12 +221,20 @@ class SeatrialAuthProvider(BasicAuthProvider):
             _log.error("refusing every request, credentials file broken: %s", e)
             return False
 
+    def user(self,
+             signed: str | bytes | None,   # the value of a request's `user` cookie
+             secret: str | bytes,          # the cookie secret that signed it
+            ) -> str | None:  # the user it names, if the signature holds, it has not expired and the user still exists
+        "Who a login cookie says the request comes from; None for no one."
+        raw = decode_signed_value(secret, "user", signed, max_age_days=config.oauth_expiry) if signed else None
+        name = raw.decode() if raw else None
+        return name if name and self._known(name) else None
+
     @property
     def get_user(self):
         def get_user(handler):
-            raw = handler.get_signed_cookie("user", max_age_days=config.oauth_expiry)
-            name = raw.decode() if raw else None
-            if not name or not self._known(name): return None
+            name = self.user(handler.get_cookie("user"), handler.application.settings["cookie_secret"])
+            if name is None: return None
             if isinstance(handler, WebSocketHandler): state._active_users[name] += 1   # Panel's count of open sessions per user
             return name
         return get_user
@@ -226,6 +244,76 @@ class SeatrialAuthProvider(BasicAuthProvider):
 
     @property
     def logout_handler(self): return self._logout
+
+# %% ../../../nbs/27_audit_serve.ipynb #c020b
+class _Refused(RequestHandler):
+    "The answer to a request that may not reach its route: a page goes to the login page; anything else is refused."
+    def initialize(self, status: int, login: str = ""):
+        self.status, self.login = status, login
+
+    def check_xsrf_cookie(self): pass   # nothing is done for the request, whatever it carries
+
+    def prepare(self):
+        if self.status == 302: return self.redirect(self.login)
+        self.set_status(self.status)
+        self.finish({403: "Log in first.\n", 404: "Not found.\n"}.get(self.status, ""))
+
+def _page_handlers() -> tuple[type, ...]:
+    "Handlers that serve a page a person opens (redirected to the login page rather than refused)."
+    from bokeh.server.views.doc_handler import DocHandler
+    from bokeh.server.views.root_handler import RootHandler
+    return (DocHandler, RootHandler, SeatrialLogoutHandler)
+
+class LoginRequired(Router):
+    "The router in front of every route of the audit server: only the login page, or a logged-in user, gets through."
+    def __init__(self,
+                 app: Application,                            # the server's Tornado application
+                 routes: Router,                              # its own router, which it stands in front of
+                 provider: SeatrialAuthProvider | None = None, # who is logged in; None: single-user mode, no logins
+                ):
+        self.app, self.routes, self.provider = app, routes, provider
+
+    @property
+    def rules(self) -> list:
+        "The rules of the router behind (where routes are added)."
+        return self.routes.rules
+
+    def add_rules(self, rules: list) -> None:
+        self.routes.add_rules(rules)
+
+    def user(self, request) -> str | None:
+        "The logged-in user of a request, None for no one."
+        if self.provider is None: return None
+        cookie = request.cookies.get("user")
+        return self.provider.user(cookie.value if cookie else None, self.app.settings["cookie_secret"])
+
+    def _refuse(self, request, status: int, login: str = ""):
+        return self.app.get_handler_delegate(request, _Refused, {"status": status, "login": login})
+
+    def find_handler(self, request, **kwargs):
+        found = self.routes.find_handler(request, **kwargs)
+        target = getattr(found, "handler_class", None)
+        if isinstance(target, type) and issubclass(target, SeatrialLoginHandler): return found
+        if self.provider is not None and self.user(request) is None:
+            if request.method in ("GET", "HEAD") and isinstance(target, type) and issubclass(target, _page_handlers()):
+                back = "" if issubclass(target, SeatrialLogoutHandler) else "?next=" + quote(request.uri or "/", safe="")
+                return self._refuse(request, 302, "." + self.provider.login_url + back)
+            return self._refuse(request, 403)
+        from panel.io.server import ComponentResourceHandler
+        if isinstance(target, type) and issubclass(target, ComponentResourceHandler):
+            arg = found.path_args[0] if found.path_args else b""
+            module = (arg.decode() if isinstance(arg, bytes) else str(arg or "")).split("/", 1)[0]
+            if module not in sys.modules: return self._refuse(request, 404)   # serve what the page uses, import nothing
+        return found
+
+def require_login(
+    app: Application,                              # the Tornado application of a Bokeh/Panel server
+    provider: SeatrialAuthProvider | None = None,  # None: single-user mode (only the component route is restricted)
+) -> LoginRequired:
+    "Put the login gate in front of every route of a server (once)."
+    if not isinstance(app.default_router, LoginRequired): app.default_router = LoginRequired(app, app.default_router, provider)
+    return app.default_router
+
 
 # %% ../../../nbs/27_audit_serve.ipynb #c022
 def _free_port(address: str) -> int:
@@ -246,8 +334,43 @@ def _audit_app(credentials: Path | None = None) -> Callable[[Path, Identity], An
 
     def app(root: Path, identity: Identity):
         pn.extension("tabulator")   # per session: the page loads Tabulator's JS and CSS (from this server) for the tables
-        return AuditApp(root=root, identity=identity, credentials=credentials)
+        page = pn.Column(pn.indicators.LoadingSpinner(value=True, size=40, name="Opening the review ..."),
+                         sizing_mode="stretch_width")
+
+        def build() -> None:
+            try: page.objects = [AuditApp(root=root, identity=identity, credentials=credentials)]
+            except Exception as e:
+                _log.exception("could not build the audit app for %s", identity.name)
+                page.objects = [pn.pane.Alert(f"The audit app could not open: {html.escape(str(e))}", alert_type="danger")]
+        # once the browser has the page: the session is built once, in the process its websocket reached, in turn
+        pn.state.onload(lambda: _in_turn(pn.state.curdoc, build))
+        return page
     return app
+
+_TURNS: dict[Any, tuple[asyncio.Queue, asyncio.Task]] = {}   # event loop -> (sessions waiting to be built, builder)
+
+def _in_turn(doc: Any, build: Callable[[], None]) -> None:
+    """Build a session's page after those asked for before it, each sent before the next is built.
+
+    Panel would run every on-load callback that has arrived before sending any of their pages (their updates wait for
+    the next turn of the event loop), so a team opening at once would all wait for the last page. Here one builder per
+    process takes them first come, first served, under the session's document lock, and sends each page when built."""
+    if doc is None or doc.session_context is None: return build()   # not served: nothing to wait for
+    loop = asyncio.get_running_loop()
+    if loop not in _TURNS:
+        queue = asyncio.Queue()
+        _TURNS[loop] = (queue, loop.create_task(_builder(queue)))
+    _TURNS[loop][0].put_nowait((doc, build))
+
+async def _builder(queue: asyncio.Queue) -> None:
+    from panel.io.state import set_curdoc
+    def run(doc, build):
+        with set_curdoc(doc): build()
+    while True:
+        doc, build = await queue.get()
+        try: await doc.session_context.with_locked_document(partial(run, build=build))   # returns once its patches are sent
+        except Exception: _log.exception("a session's page could not be built")   # a closed session; the next one
+        await asyncio.sleep(0.02)   # a turn of the event loop: Panel's updates of that page go out before the next build
 
 def _serve_locally() -> None:
     "Bokeh and Panel resources from this server, whatever BOKEH_RESOURCES says: the page must work offline."
@@ -258,11 +381,48 @@ def _preload(root: Path, newest: int = 2) -> None:
     "Load the newest candidates' data into the process cache, so their first page is quick."
     from seatrial import review
     from seatrial.audit.store import open_version
-    from seatrial.core import SeatrialError
     try:
         for c in review.candidates(root)[:newest]: open_version(root, c["model"], c["version"])
     except SeatrialError as e:   # a broken version is reported when someone opens it; the server still starts
         _log.warning("could not preload the review queue: %s", e)
+
+def _after_fork_in_worker() -> None:
+    "In a forked worker: end with the server process, and do not share its database connections."
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG: the parent's end is ours
+
+def _close_database_connections() -> None:
+    "Close SQLAlchemy's pooled connections (MLflow's SQLite store) before forking: a connection must not cross a fork."
+    import gc
+    sa = sys.modules.get("sqlalchemy.engine")
+    if sa is None: return
+    for obj in gc.get_objects():
+        try: engine = isinstance(obj, sa.Engine)
+        except ReferenceError: continue   # a dead weak proxy
+        if engine: obj.dispose()
+
+class ServeSettingsError(SeatrialError):
+    "A setting of the audit server (its processes) that cannot work here."
+
+def default_processes(
+    threaded: bool = False,   # serving in a thread of this process
+) -> int:  # worker processes for serve_audit
+    "One worker process per core (at most four) on Linux; one in a thread or where fork is not the way."
+    if threaded or sys.platform != "linux": return 1
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+def _start(session: Callable[[], Any], provider: SeatrialAuthProvider | None, forked: bool, **kwargs):
+    "Make the Panel server (forking workers when asked), gate its routes, and run it until it stops."
+    from panel.io.server import get_server
+    server = get_server(session, start=False, **kwargs)
+    if forked: _after_fork_in_worker()
+    require_login(server._tornado, provider)
+    server.start()
+    try: server.io_loop.start()
+    except RuntimeError: pass   # stopped from another thread
+    return server
 
 def serve_audit(
     root: str | os.PathLike,                              # the seatrial project folder
@@ -274,10 +434,10 @@ def serve_audit(
     show: bool = False,                                   # open a browser tab
     threaded: bool = False,                               # run in a thread and return it (it has .stop())
     app_factory: Callable[[Path, Identity], Any] | None = None,  # builds a session's app; default AuditApp
+    processes: int | None = None,                         # worker processes; None: `default_processes`
     **kwargs,                                             # passed on to panel.serve
 ):  # the Panel server (threaded=False, returns when it stops) or its thread
     "Serve the audit app: logins against hashed passwords, cookie secret required, origins allow-listed, XSRF on, offline."
-    import panel as pn
     root = Path(root)
     opts: dict[str, Any] = {"xsrf_cookies": True, "xsrf_cookie_kwargs": {"httponly": True, "samesite": "Lax"}, "sign_sessions": True}
     if credentials is not None:
@@ -295,14 +455,35 @@ def serve_audit(
     if port == 0: port = _free_port(address)
     origins = allowed_origins(address, port, allow_websocket_origin)
     _serve_locally()
+    if processes is None: processes = default_processes(threaded) if app_factory is None else 1
+    if processes < 1 or (processes > 1 and (threaded or sys.platform == "win32")):
+        raise ServeSettingsError(f"processes={processes}: give 1 or more, and 1 when serving in a thread or on Windows")
     factory = app_factory or _audit_app(credentials)
-    if app_factory is None:   # the first reviewer should not wait for the newest candidates to load
+    if app_factory is None and processes > 1:   # loaded once, before the fork: every worker shares it
+        _preload(root)
+        _close_database_connections()
+    elif app_factory is None:   # the first reviewer should not wait for the newest candidates to load
         threading.Thread(target=_preload, args=(root,), name="seatrial-preload", daemon=True).start()
 
     def session():
+        doc = state.curdoc
+        if doc is not None:   # as Panel does when it renders the HTML page (a worker may make the session for a websocket
+            # without one): the page's stylesheets come from this server, never from Panel's CDN
+            from panel.io.resources import LOCAL_DIST
+            doc._template_variables.setdefault("dist_url", LOCAL_DIST)
+            doc._template_variables.setdefault("theme_name", config.theme)
         return factory(root, session_identity(credentials))
 
-    _log.info("audit app for %s on http://%s:%s (%s)", root, address, port,
-             f"logins from {credentials}" if credentials else "single-user mode")
-    return pn.serve(session, address=address, port=port, websocket_origin=origins, show=show, threaded=threaded,
-                    **{"title": "seatrial audit", **opts, **kwargs})
+    _log.info("audit app for %s on http://%s:%s (%s; %d process%s)", root, address, port,
+              f"logins from {credentials}" if credentials else "single-user mode", processes, "es" if processes > 1 else "")
+    provider = opts.get("auth_provider")
+    kw = {"title": "seatrial audit", **opts, **kwargs, "address": address, "port": port, "websocket_origin": origins,
+          "show": show, "num_procs": processes}
+    if not threaded: return _start(session, provider, processes > 1, **kw)
+    from panel.io.threads import StoppableThread
+    loop = IOLoop(make_current=False)
+    kw.update(loop=loop, server_id=uuid.uuid4().hex)
+    thread = StoppableThread(target=_start, io_loop=loop, args=(session, provider, False), kwargs=kw, owns_loop=True)
+    state._threads[kw["server_id"]] = thread
+    thread.start()
+    return thread

@@ -23,8 +23,8 @@ from ..core import SeatrialError, read_json
 from ..evaluate import PRIMARY, add_regimes, metrics_by_regime, score
 
 # %% auto #0
-__all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'AuditStoreError', 'VersionData', 'load_version', 'cached_version', 'clear_cache',
-           'has_registry', 'current_champion', 'open_version', 'demo_data', 'AuditStore']
+__all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'QUEUE_SECONDS', 'AuditStoreError', 'VersionData', 'load_version', 'cached_version',
+           'clear_cache', 'has_registry', 'current_champion', 'open_version', 'review_queue', 'demo_data', 'AuditStore']
 
 # %% ../../../nbs/23_audit_store.ipynb #c006
 class AuditStoreError(SeatrialError):
@@ -274,6 +274,43 @@ def open_version(
         return load_version(files, str(version), champion, review.evaluated_champion(notebook),
                             _champion_booster(root, model, champion))
     return cached_version(key, load), evidence
+
+# %% ../../../nbs/23_audit_store.ipynb #c025b
+QUEUE_SECONDS = 30.0   # the longest a process reuses the review queue it read
+_QUEUE: dict[str, tuple[tuple, float, list]] = {}
+
+def _registry_state(root: Path) -> tuple | None:
+    "What changes when the registry or the ledger changes: their files' size and time (None: a server, not seen)."
+    from seatrial import review
+    from seatrial.tracking import tracking_uri
+    uri = tracking_uri(root)
+    if not uri.startswith("sqlite:///"): return None
+    state = []
+    for p in (Path(uri.removeprefix("sqlite:///")), review.ledger_path(root)):
+        for f in (p, p.with_name(p.name + "-wal")):
+            try: st = f.stat()
+            except OSError: state.append((str(f), None))
+            else: state.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(state)
+
+def review_queue(
+    root: str | os.PathLike,   # the project folder
+) -> list[dict]:  # `review.candidates(root)`: versions awaiting a decision, newest first
+    "The review queue, read once per process while the registry and the ledger are unchanged."
+    import copy
+    import time
+    from seatrial import review
+    root = Path(root).resolve()
+    if not has_registry(root): return []
+    state, now = _registry_state(root), time.monotonic()
+    with _CACHE_LOCK: hit = _QUEUE.get(str(root))
+    if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS:
+        return copy.deepcopy(hit[2])
+    queue = review.candidates(root)
+    if state is not None:
+        with _CACHE_LOCK: _QUEUE[str(root)] = (state, now, queue)
+    return copy.deepcopy(queue)
+
 
 # %% ../../../nbs/23_audit_store.ipynb #c028
 def demo_data(
