@@ -24,8 +24,9 @@ __all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'SETTINGS_FILE', 'METRIC_NAMES', 'A
            'UnknownActionError', 'MissingCommentError', 'NotAllowedError', 'AlreadyDecidedError', 'StaleEvidenceError',
            'ChampionMovedError', 'RollbackError', 'LedgerBrokenError', 'LoginRequiredError', 'SettingsError',
            'ledger_path', 'ReviewSettings', 'settings_path', 'review_settings', 'Evidence', 'evidence_digest',
-           'collect_evidence', 'primary_metric', 'metric_text', 'compare_metrics', 'target_unit', 'evaluated_champion',
-           'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at', 'verify']
+           'evidence_tag', 'collect_evidence', 'primary_metric', 'metric_text', 'compare_metrics', 'target_unit',
+           'evaluated_champion', 'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at',
+           'verify']
 
 # %% ../../nbs/21_review.ipynb #c005
 APPROVER = "approver"                 # the role that may decide
@@ -186,7 +187,9 @@ def _stage_notebook(root: Path, old_root: Path | None, stage: dict) -> Path:
     found = sorted(folder.glob(f"[0-9][0-9]_{stage['stage']}.ipynb"))
     return found[0] if found else folder / f"NN_{stage['stage']}.ipynb"
 
-def _manifest_hashes(manifests: dict[str, dict]) -> str:
+def evidence_tag(
+    manifests: dict[str, dict],  # stage name -> its manifest
+) -> str:  # the hash of every output's sha256, by stage
     "What the `seatrial.evidence` tag of a registered version holds: the outputs' hashes each stage's manifest records."
     return hash_json({s: {n: o["sha256"] for n, o in m.get("outputs", {}).items()} for s, m in manifests.items()})
 
@@ -233,7 +236,7 @@ def collect_evidence(
                           f"{'; '.join(w + ' does not exist' for w in missing)}. Restore the project's runs/ and reports/ "
                           "folders, or re-run the pipeline and review the new version.")
     registered = tags.get("seatrial.evidence")
-    if registered and _manifest_hashes(manifests) != registered:
+    if registered and evidence_tag(manifests) != registered:
         changed.append("manifests"); recorded["manifests"] = registered
     paths["config"] = _rebase(old_root, root, record.get("config", ""))
     mlflow_run_id, data_digest = tags.get("seatrial.pipeline_run_id", ""), tags.get("seatrial.data_digest", "")

@@ -800,6 +800,7 @@ def _log_cached(box, ensure_tracking, record, manifests):
                                                         None, {}, tags={"seatrial.cached_from": record["cached_from"]})
 
 def _register(box, model_name, run_id, manifests):
+    from seatrial.review import evidence_tag
     from seatrial.tracking import register_candidate, registered_version
     trained = next(((s, m) for s, m in manifests.items() if m.get("model")), None)
     if trained is None: return
@@ -817,5 +818,5 @@ def _register(box, model_name, run_id, manifests):
             "seatrial.data_digest": digest, "seatrial.git_commit": git,
             "seatrial.checks_passed": str(all(c["passed"] for c in checks)).lower(),
             "seatrial.checks": ", ".join(f"{c['name']}={'pass' if c['passed'] else 'FAIL'}" for c in checks)[:5000],
-            "seatrial.evidence": hash_json({s: {n: o["sha256"] for n, o in m["outputs"].items()} for s, m in manifests.items()})}
+            "seatrial.evidence": evidence_tag(manifests)}
     box["version"] = register_candidate(box["tracker"], box["model_uri"], model_name, sha, tags)
