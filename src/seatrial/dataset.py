@@ -14,7 +14,7 @@ import mmap
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,8 @@ class ColumnSpec:
     max_frozen: int | None = None
     max_step: float | None = None
     missing: str | None = None  # "allow" | "reject"; None: by the column's role (see DatasetConfig.missing_rule)
+    label: str | None = None  # what a person calls it ("speed through water"); shown instead of the name
+    description: str | None = None  # one line on what it is, shown beside the label
 
 @dataclass(frozen=True)
 class EntitiesSpec:
@@ -104,6 +106,7 @@ class RegimeSpec:
     bins: list[float] | None = None
     by: str | None = None  # "month" | "year_month" | "weekday" | "hour" | "year" | "region"
     size_deg: float | None = None
+    label: str | None = None  # what a person calls the slicing ("speed band")
 
 @dataclass(frozen=True)
 class ChecksSpec:
@@ -305,13 +308,21 @@ def _read_table_section(sec: _Section, root: Path, task: str) -> TableSpec:
                      parts, time_format, positive, auto)
 
 # %% ../../nbs/01_dataset.ipynb #c016b
+def _text(sec: _Section, key: str) -> str | None:
+    "A one-line text a person reads (a label or a description): no line breaks, at most 200 characters."
+    v = sec.get(key, "str", None)
+    if v is not None and (not v.strip() or "\n" in v or len(v) > 200):
+        raise sec.error(key, f"is {v[:60]!r}; expected one line of text (1 to 200 characters)")
+    return v.strip() if v is not None else None
+
 def _read_columns_section(sec: _Section | None) -> dict[str, ColumnSpec]:
     out = {}
     for col in (sec.data if sec else {}):
         c = sec.sub(col)
         spec = ColumnSpec(c.get("min", "num", None), c.get("max", "num", None), c.get("unit", "str", None),
                           c.get("max_frozen", "int", None), c.get("max_step", "num", None),
-                          c.get("missing", "str", None, choices=("allow", "reject")))
+                          c.get("missing", "str", None, choices=("allow", "reject")),
+                          _text(c, "label"), _text(c, "description"))
         c.done()
         if spec.min is not None and spec.max is not None and spec.min >= spec.max:
             raise c.error("max", f"is {spec.max}, not above min = {spec.min}; expected min < max")
@@ -361,7 +372,11 @@ def _read_split_section(sec: _Section, table: TableSpec) -> SplitSpec:
 def _read_regime(sec: _Section, table: TableSpec) -> RegimeSpec:
     r = RegimeSpec(sec.get("column", "str", None), sec.get("bins", "nums", None),
                    sec.get("by", "str", None, choices=REGIME_BY), sec.get("size_deg", "num", None))
+    label = _text(sec, "label")
     sec.done()
+    return replace(_resolve_regime(sec, table, r), label=label)
+
+def _resolve_regime(sec: _Section, table: TableSpec, r: RegimeSpec) -> RegimeSpec:
     if r.by == "region":
         if not (table.lat and table.lon): raise sec.error("by", "is \"region\" but [table] lat and lon are not set")
         if r.column or r.bins: raise sec.error("by", "is \"region\"; it takes size_deg only, not column or bins")

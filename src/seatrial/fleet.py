@@ -661,11 +661,11 @@ def generate_fleet(
 
 # %% ../../nbs/02_fleet.ipynb #c044
 REGIMES_TOML = '''[regimes]
-vessel = { column = "vessel_id" }
-speed_band = { column = "stw_kn", bins = [0, 8, 11, 14, 30] }
-sea_state = { column = "hs_m", bins = [0, 1.25, 2.5, 4, 20] }
-region = { by = "region", size_deg = 10 }
-month = { column = "time", by = "month" }
+vessel = { column = "vessel_id", label = "vessel" }
+speed_band = { column = "stw_kn", bins = [0, 8, 11, 14, 30], label = "speed band" }
+sea_state = { column = "hs_m", bins = [0, 1.25, 2.5, 4, 20], label = "sea state" }
+region = { by = "region", size_deg = 10, label = "sea region (10° cells)" }
+month = { column = "time", by = "month", label = "month" }
 '''   # the fleet's regimes: also those of benchmarks that stand in for the fleet
 
 _CONFIG = '''# The seatrial demo fleet: synthetic vessel telemetry and weather (seatrial.fleet.generate_demo, seed={seed}).
@@ -683,16 +683,20 @@ features = ["stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
 categorical = ["vessel_type"]
 
 [columns.lat]
+label = "latitude"
 min = -90.0
 max = 90.0
 unit = "degrees_north"
 
 [columns.lon]
+label = "longitude"
 min = -180.0
 max = 180.0
 unit = "degrees_east"
 
 [columns.sog_kn]
+label = "speed over ground"
+description = "from GPS positions"
 min = 0.0
 max = 30.0
 unit = "kn"
@@ -700,6 +704,8 @@ max_step = 6.0
 max_frozen = 8
 
 [columns.stw_kn]
+label = "speed through water"
+description = "speed of the hull relative to the water, from the speed log"
 min = 0.0
 max = 30.0
 unit = "kn"
@@ -707,12 +713,16 @@ max_step = 6.0
 max_frozen = 8
 
 [columns.heading_deg]
+label = "heading"
+description = "the direction the bow points, clockwise from north"
 min = 0.0
 max = 360.0
 unit = "degree"
 max_frozen = 8
 
 [columns.draught_m]
+label = "draught"
+description = "mean draught: depth of the keel below the waterline"
 min = 2.0
 max = 25.0
 unit = "m"
@@ -720,22 +730,105 @@ max_step = 1.0
 max_frozen = 8
 
 [columns.trim_m]
+label = "trim"
+description = "aft minus forward draught: positive is by the stern"
 min = -5.0
 max = 8.0
 unit = "m"
 max_step = 1.0
 
 [columns.shaft_power_kw]
+label = "shaft power"
+description = "delivered to the propeller"
 min = 0.0
 max = 80000.0
 unit = "kW"
 
 [columns.fuel_t_day]
+label = "fuel consumption"
+description = "fuel burnt per day by the main engine"
 min = 0.0
 max = 350.0
 unit = "t/day"
 max_step = 60.0
 max_frozen = 8
+
+[columns.time]
+label = "time"
+
+[columns.vessel_id]
+label = "vessel"
+
+[columns.vessel_type]
+label = "vessel type"
+
+[columns.dwt_t]
+label = "deadweight"
+description = "the most the vessel can carry: cargo, fuel, stores"
+unit = "t"
+
+[columns.design_draught_m]
+label = "design draught"
+description = "the draught the hull was designed for"
+unit = "m"
+
+[columns.wind_u]
+label = "eastward wind"
+description = "eastward wind at 10 m"
+unit = "m/s"
+
+[columns.wind_v]
+label = "northward wind"
+description = "northward wind at 10 m"
+unit = "m/s"
+
+[columns.hs_m]
+label = "significant wave height"
+description = "height of wind waves and swell (mean of the highest third)"
+unit = "m"
+
+[columns.current_u]
+label = "eastward current"
+description = "eastward surface current"
+unit = "m/s"
+
+[columns.current_v]
+label = "northward current"
+description = "northward surface current"
+unit = "m/s"
+
+[columns.sst_c]
+label = "sea surface temperature"
+unit = "°C"
+
+[columns.stw_cubed]
+label = "speed through water cubed"
+description = "propulsion power grows roughly with the cube of speed"
+unit = "kn³"
+
+[columns.admiralty]
+label = "admiralty term"
+description = "admiralty coefficient term: speed³ × displacement^⅔ (draught relative to design)"
+
+[columns.head_wind_ms]
+label = "head wind"
+description = "wind component against the heading"
+unit = "m/s"
+
+[columns.head_current_kn]
+label = "head current"
+description = "surface current against the heading"
+unit = "kn"
+
+[columns.wind_speed_ms]
+label = "wind speed"
+description = "wind speed at 10 m"
+unit = "m/s"
+
+[columns.days_since_drydock]
+label = "days since dry-dock"
+description = "time since the hull was last cleaned"
+unit = "days"
 
 [entities]
 path = "vessels.csv"
