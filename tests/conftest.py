@@ -124,3 +124,16 @@ def _tracking_uri_stays_local():
         if mlflow is not None: mlflow.set_tracking_uri(had)
         if had is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
         else: os.environ["MLFLOW_TRACKING_URI"] = had
+
+
+@pytest.fixture(scope="session")
+def sample_base(tmp_path_factory) -> Path:
+    """A project made once per test session by one real pipeline run on the 40k-row sample (data/sample), with a one-point
+    hyperparameter grid: registered model `fleet` version 1, a candidate, no decision. Read it, never change it: tests
+    that decide or move it take a copy."""
+    root = tmp_path_factory.mktemp("sample")
+    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
+    proc = run_seatrial(root, "run", "--config", "data/sample/dataset.toml", "-q",
+                        "-p", 'train.grid=[{"num_leaves": 15, "learning_rate": 0.1, "min_data_in_leaf": 20}]', timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    return root

@@ -180,6 +180,19 @@ def test_schema_error(tmp_path: Path):
         validate_table(read_table(cfg.table).drop(columns="power_kw"), cfg)
 
 
+def test_a_column_named_only_for_people_need_not_be_in_the_table(tmp_path: Path):
+    "[columns.X] with only a label, description or unit (a derived feature, a grid variable) is not a column ingest checks."
+    p, _ = setup(tmp_path, voyage(4))
+    extra = '\n[columns.stw_cubed]\nlabel = "speed cubed"\nunit = "kn³"\n\n[columns.hs_m]\ndescription = "wave height"\n'
+    (tmp_path / "dataset.toml").write_text(CONFIG.format(path=p.name, land="false") + extra)
+    cfg = load_config(tmp_path / "dataset.toml")
+    assert len(validate_table(read_table(cfg.table), cfg).clean) == 8
+    (tmp_path / "dataset.toml").write_text(CONFIG.format(path=p.name, land="false") + extra + "max = 5\n")
+    cfg = load_config(tmp_path / "dataset.toml")
+    with pytest.raises(SchemaError, match=r"lacks column\(s\) \['hs_m'\]"):
+        validate_table(read_table(cfg.table), cfg)
+
+
 def test_parquet_input_and_outputs(tmp_path: Path):
     df = voyage()
     df["time"] = pd.to_datetime(df["time"])

@@ -147,7 +147,7 @@ def test_failing_stage_stops_the_run_and_keeps_everything(quakes_project):
     assert not (root / "reports" / run_dir.name / "04_evaluate.ipynb").exists()   # later stages did not run
     ingest = read_json(run_dir / "ingest" / "manifest.json")
     for out in ingest["outputs"].values():                               # earlier outputs intact
-        assert hash_path(out["path"]) == out["sha256"]
+        assert hash_path(run_dir / "ingest" / out["path"]) == out["sha256"]   # relative to the manifest's folder
     assert not list(root.rglob(".*.partial.ipynb"))
     client = mlflow_client(root)
     parent = client.search_runs([client.get_experiment_by_name("quakes").experiment_id], "tags.`seatrial.run` != ''")[0]

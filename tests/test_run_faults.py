@@ -14,6 +14,7 @@ import pytest
 from conftest import SEATRIAL, copy_pipeline, mlflow_client, run_seatrial, write_quakes
 
 from seatrial.cli import main
+from seatrial.stage import read_manifest
 from seatrial.core import hash_path, read_json, write_json
 from seatrial.runner import KernelPool, StageFailedError, discover_stages, execute_stage
 from seatrial.tracking import mlflow_name
@@ -55,7 +56,7 @@ def _mlflow_runs(root: Path, run: str) -> list:
 def _assert_consistent(root: Path) -> None:
     "Every cached stage and every stage a run used points at outputs with the content its manifest records."
     for e in read_json(root / ".seatrial" / "cache.json").values():
-        for o in read_json(e["manifest"])["outputs"].values():
+        for o in read_manifest(root / e["manifest"])["outputs"].values():   # paths project- and manifest-relative
             assert hash_path(o["path"]) == o["sha256"], o["path"]
     assert not list((root / "reports").rglob(".*.partial.ipynb"))
 
@@ -180,7 +181,7 @@ def test_kill_9_during_each_stage_then_a_failed_recording_then_a_run_that_record
     assert rec["status"] == "finished" and rec["model_version"] == "1"
     assert [s["status"] for s in rec["stages"]] == ["cached"] * 5
     for s in rec["stages"]:
-        for o in read_json(s["manifest"])["outputs"].values(): assert hash_path(o["path"]) == o["sha256"]
+        for o in read_manifest(root / s["manifest"])["outputs"].values(): assert hash_path(o["path"]) == o["sha256"]
     client = mlflow_client(root)
     assert client.get_model_version("quakes", "1").tags["seatrial.run"] == final
     train = next(r for r in _mlflow_runs(root, final) if r.info.run_name == "train")

@@ -76,6 +76,11 @@ class ColumnSpec:
     label: str | None = None  # what a person calls it ("speed through water"); shown instead of the name
     description: str | None = None  # one line on what it is, shown beside the label
 
+    @property
+    def checks(self) -> bool:
+        "Whether ingest checks the column (a range, a sequence rule, a missing rule): then the table must have it."
+        return any(v is not None for v in (self.min, self.max, self.max_frozen, self.max_step, self.missing))
+
 @dataclass(frozen=True)
 class EntitiesSpec:
     "Per-entity attributes, joined on the table's entity column (`key`)."

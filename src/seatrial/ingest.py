@@ -391,7 +391,10 @@ def validate_table(
 ) -> IngestResult:
     "Check every row; split the table into clean (typed), unlabelled (typed) and quarantined (as read, with reasons) rows."
     t = config.table
-    checked = list(dict.fromkeys([*t.required_columns, *(c for c in config.columns if not (t.time_parts and c == t.time))]))
+    # a [columns.X] with only a label, description or unit names a column a person reads (a feature, a grid variable),
+    # not one the table must have
+    checked = list(dict.fromkeys([*t.required_columns, *(c for c, s in config.columns.items()
+                                                         if s.checks and not (t.time_parts and c == t.time))]))
     if missing := [c for c in checked if c not in df.columns]:
         raise SchemaError(f"{t.path}: the table lacks column(s) {missing} that the dataset config uses "
                           f"([table] or [columns.*]); it has {list(map(str, df.columns))}")

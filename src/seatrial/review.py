@@ -26,7 +26,7 @@ __all__ = ['APPROVER', 'PENDING', 'ACTIONS', 'SETTINGS_FILE', 'METRIC_NAMES', 'A
            'ledger_path', 'ReviewSettings', 'settings_path', 'review_settings', 'Evidence', 'evidence_digest',
            'evidence_tag', 'collect_evidence', 'primary_metric', 'metric_text', 'compare_metrics', 'target_unit',
            'evaluated_champion', 'describe', 'champion', 'candidates', 'decide', 'rollback', 'history', 'champion_at',
-           'verify']
+           'registry_drift', 'verify']
 
 # %% ../../nbs/21_review.ipynb #c005
 APPROVER = "approver"                 # the role that may decide
@@ -161,6 +161,7 @@ def _registry_version(root: Path, model: str, version: str):
 def _rebase(old_root: Path | None, root: Path, p: str | os.PathLike) -> Path:
     "A path a run recorded, in this project folder: a copy of a project holds its own evidence, not the original's."
     p = Path(p)
+    if not p.is_absolute(): return root / p   # recorded relative to the project: true wherever it is
     if old_root is None or old_root == root: return p
     try: return root / p.relative_to(old_root)
     except ValueError: return p
@@ -178,7 +179,8 @@ def _run_record(root: Path, model: str, version: str, tags: dict[str, str]) -> t
     if not path.exists(): raise _missing(model, version, f"the record of run {run},", path)
     record = read_json(path)
     manifests = [s["manifest"] for s in record.get("stages", []) if s.get("manifest")]
-    old_root = Path(manifests[0]).parents[3] if manifests else None   # <root>/runs/<run>/<stage>/manifest.json
+    absolute = [m for m in manifests if Path(m).is_absolute()]   # recorded before records were project-relative
+    old_root = Path(absolute[0]).parents[3] if absolute else None   # <root>/runs/<run>/<stage>/manifest.json
     return run, record, old_root
 
 def _stage_notebook(root: Path, old_root: Path | None, stage: dict) -> Path:
@@ -219,7 +221,7 @@ def collect_evidence(
         files[f"manifest:{name}"], paths[f"manifest:{name}"] = hash_path(mpath), mpath
         model_output = (manifest.get("model") or {}).get("output")
         for out, info in manifest.get("outputs", {}).items():
-            p = paths[f"{name}.{out}"] = _rebase(old_root, root, info["path"])
+            p = paths[f"{name}.{out}"] = _rebase(old_root, root, mpath.parent / info["path"])   # relative to its manifest
             if name == "features" and out == "table": paths["features"] = p
             label = "model" if out == model_output else out if out in _PINNED else None
             if label is None: continue
@@ -327,7 +329,7 @@ def _evaluation(root: Path, model: str, version: str, tags: dict[str, str]) -> t
         outs = read_json(mpath).get("outputs", {})
         for name in ("metrics", "checks"):
             if name in outs:
-                p = _rebase(old_root, root, outs[name]["path"])
+                p = _rebase(old_root, root, mpath.parent / outs[name]["path"])
                 if not p.exists(): raise _missing(model, version, f"output '{name}' of stage '{stage['stage']}',", p)
                 if name == "metrics":
                     metrics, compared = read_json(p), evaluated_champion(_stage_notebook(root, old_root, stage))
@@ -517,6 +519,7 @@ def decide(
     with led.locked():
         entries, anchors = _intact(led, root)
         current = tracking.alias_version(root, model, "champion")
+        candidate = tracking.alias_version(root, model, "candidate")
         mode, no_login = _mode(root, login, actor, f"{action} {model} version {version}")
         base = {"actor": actor, "roles": sorted(roles), "mode": mode, "action": action, "model": model, "version": version,
                 "comment": comment, "evidence": None, "previous_champion": current, "champion": current,
@@ -553,6 +556,7 @@ def decide(
 
         def sync(entry):
             if action == "approve": tracking.set_alias(root, model, "champion", version)
+            if candidate == version: tracking.delete_alias(root, model, "candidate")   # decided: a candidate no more
             tracking.set_version_tags(root, model, version, {
                 "seatrial.status": outcome, "seatrial.decision.action": action, "seatrial.decision.by": actor,
                 "seatrial.decision.at": entry["time"], "seatrial.decision.comment": _short(comment),
@@ -564,6 +568,7 @@ def decide(
             if action == "approve":
                 if current: tracking.set_alias(root, model, "champion", current)
                 else: tracking.delete_alias(root, model, "champion")
+            if candidate == version: tracking.set_alias(root, model, "candidate", version)
             tracking.set_version_tags(root, model, version, {"seatrial.status": PENDING})
             tracking.delete_version_tags(root, model, version, "seatrial.decision.")   # no trace of what did not happen
             _reset_anchor(root, model, anchors.get(model))
@@ -608,6 +613,7 @@ def rollback(
     with led.locked():
         entries, anchors = _intact(led, root)
         current = tracking.alias_version(root, model, "champion")
+        candidate = tracking.alias_version(root, model, "candidate")
         mode, no_login = _mode(root, login, actor, f"roll back {model}")
         base = {"actor": actor, "roles": sorted(roles), "mode": mode, "action": "rollback", "model": model, "version": current,
                 "from_version": current, "comment": comment, "evidence": None, "previous_champion": current,
@@ -633,6 +639,7 @@ def rollback(
 
         def sync(entry):
             tracking.set_alias(root, model, "champion", target)
+            if candidate == target: tracking.delete_alias(root, model, "candidate")   # champion only, as after its approval
             tracking.set_version_tags(root, model, current, {
                 "seatrial.status": "rolled_back", "seatrial.rollback.by": actor, "seatrial.rollback.at": entry["time"],
                 "seatrial.rollback.comment": _short(comment), "seatrial.rollback.to": target,
@@ -641,6 +648,7 @@ def rollback(
 
         def undo():
             tracking.set_alias(root, model, "champion", current)
+            if candidate == target: tracking.set_alias(root, model, "candidate", target)
             tracking.set_version_tags(root, model, current, {"seatrial.status": "approved"})
             tracking.delete_version_tags(root, model, current, "seatrial.rollback.")
             _reset_anchor(root, model, anchors.get(model))
@@ -668,32 +676,101 @@ def champion_at(
     return stack[-1] if stack else None
 
 # %% ../../nbs/21_review.ipynb #c024
+_REGISTERED = ("seatrial.run", "seatrial.model_sha256", "seatrial.pipeline_run_id", "seatrial.status")   # set at registration
+
+def _expected_tags(entries: list[dict], model: str) -> dict[str, dict[str, str]]:
+    "version -> the seatrial.* tags its decisions and rollbacks in the ledger put on it (what `decide` and `rollback` set)."
+    want: dict[str, dict[str, str]] = {}
+    for e in entries:
+        if e.get("model") != model: continue
+        if e.get("outcome") in ("approved", "rejected"):
+            ev = e.get("evidence") or {}
+            want[e["version"]] = {
+                "seatrial.status": e["outcome"], "seatrial.decision.action": e["action"], "seatrial.decision.by": e["actor"],
+                "seatrial.decision.at": e["time"], "seatrial.decision.comment": _short(e["comment"]),
+                "seatrial.decision.evidence": ev.get("digest", ""), "seatrial.decision.ledger_seq": str(e["seq"]),
+                "seatrial.decision.ledger_hash": e["hash"], "seatrial.run": ev.get("run", ""),
+                "seatrial.pipeline_run_id": ev.get("mlflow_run_id", ""), "seatrial.data_digest": ev.get("data_digest", "")}
+        elif e.get("outcome") == "rolled_back":
+            want.setdefault(e["from_version"], {}).update({
+                "seatrial.status": "rolled_back", "seatrial.rollback.by": e["actor"], "seatrial.rollback.at": e["time"],
+                "seatrial.rollback.comment": _short(e["comment"]), "seatrial.rollback.to": e["version"],
+                "seatrial.rollback.ledger_seq": str(e["seq"]), "seatrial.rollback.ledger_hash": e["hash"]})
+    return want
+
+def _shown(v: str | None) -> str:
+    return "missing" if v is None else repr(v if len(v) <= 60 else v[:59] + "…")
+
+def registry_drift(
+    root: str | os.PathLike,  # the project folder
+    model: str,               # registered model name
+) -> list[str]:  # plain sentences, one per disagreement, each naming the version, the alias or the tag; empty when all agree
+    """Where the MLflow registry disagrees with the decision ledger and the run records: the `champion` alias not on the
+    ledger's champion, `candidate` not on the newest undecided version, a `seatrial.*` version tag missing or edited
+    by hand (status, decision and rollback tags, the run a version came from)."""
+    from seatrial import tracking
+    root = Path(root).resolve()
+    versions = tracking.model_versions(root, model)
+    if not versions: return []
+    entries = Ledger(ledger_path(root)).entries()
+    by_hash, want = {e.get("hash") for e in entries}, _expected_tags(entries, model)
+    out = []
+    alias = next((v.version for v in versions if "champion" in v.aliases), None)
+    stack = _champions(entries, model)
+    top = stack[-1] if stack else None
+    if alias != top:
+        out.append(f"{model}: the registry's champion is {'version ' + alias if alias else 'not set'}, but the "
+                   f"ledger's is {'version ' + top if top else 'none'}: the alias was moved outside seatrial, "
+                   "or ledger entries are missing")
+    newest = versions[0].version   # newest first; each registration points `candidate` at the version it makes
+    should = newest if newest not in want else None
+    cand = next((v.version for v in versions if "candidate" in v.aliases), None)
+    if cand != should:
+        if cand is None: out.append(f"{model}: the alias candidate is missing; it belongs on version {should}, which awaits review")
+        elif cand in want:
+            out.append(f"{model}: the alias candidate points at version {cand}, which the ledger records as "
+                       f"{want[cand]['seatrial.status'].replace('_', ' ')}: a decided version is no candidate")
+        else:
+            out.append(f"{model}: the alias candidate points at version {cand}, but seatrial put it on "
+                       + (f"version {should}, the newest awaiting review" if should else "no version (the newest is decided)"))
+    for v in versions:
+        where = f"{model} version {v.version}"
+        lost = False
+        for kind in ("decision", "rollback"):
+            h = v.tags.get(f"seatrial.{kind}.ledger_hash")
+            if h and h not in by_hash:
+                lost = True
+                out.append(f"{where}: its registry tags record a {kind} in ledger entry seq "
+                           f"{v.tags.get(f'seatrial.{kind}.ledger_seq', '?')} (hash {h[:12]}…), which the ledger "
+                           "does not hold: ledger entries were deleted or rewritten")
+        expected = want.get(v.version, {"seatrial.status": PENDING})
+        for tag in _REGISTERED:
+            if tag not in v.tags and tag not in expected: out.append(f"{where}: the tag {tag} is missing (set when `seatrial run` registered it)")
+        for tag, value in expected.items():
+            if v.tags.get(tag) != value and not (lost and tag == "seatrial.status"):
+                out.append(f"{where}: the tag {tag} is {_shown(v.tags.get(tag))}, but the ledger says {value!r}: "
+                           "edited in MLflow by hand, or ledger entries are missing")
+        if v.version not in want and not lost:
+            hand = sorted(k for k in v.tags if k.startswith(("seatrial.decision.", "seatrial.rollback.")))
+            if hand: out.append(f"{where}: carries {', '.join(hand)}, but the ledger records no decision on it")
+        run = v.tags.get("seatrial.run")
+        record = root / "runs" / str(run) / "run.json"
+        if run and v.version not in want and record.exists():
+            r = read_json(record)
+            if r.get("mlflow_run_id") and v.tags.get("seatrial.pipeline_run_id") not in (None, r["mlflow_run_id"]):
+                out.append(f"{where}: the tag seatrial.pipeline_run_id is {_shown(v.tags.get('seatrial.pipeline_run_id'))}, "
+                           f"but run {run} recorded MLflow run {r['mlflow_run_id']!r}")
+    return out
+
 def verify(
     root: str | os.PathLike,  # the project folder
     registry: bool = True,    # also hold the ledger against the MLflow registry
 ) -> list[str]:  # problems, each naming the entry or the version; empty when all is intact
-    "Check the decision ledger's chain, and that the registry agrees with it."
+    "Check the decision ledger's chain, and that the registry agrees with it (`registry_drift` of every model)."
     led = Ledger(ledger_path(root))
     problems = led.verify()
     if not registry: return problems
     from seatrial import tracking
-    entries = led.entries()
-    problems += _anchor_problems(entries, _anchors(Path(root)))
-    by_hash = {e.get("hash") for e in entries}
-    for model in tracking.registered_models(root):
-        versions = tracking.model_versions(root, model)
-        for v in versions:
-            for kind in ("decision", "rollback"):
-                h = v.tags.get(f"seatrial.{kind}.ledger_hash")
-                if h and h not in by_hash:
-                    problems.append(f"{model} version {v.version}: its registry tags record a {kind} in ledger entry seq "
-                                    f"{v.tags.get(f'seatrial.{kind}.ledger_seq', '?')} (hash {h[:12]}…), which the ledger "
-                                    "does not hold: ledger entries were deleted or rewritten")
-        alias = next((v.version for v in versions if "champion" in v.aliases), None)
-        stack = _champions(entries, model)
-        top = stack[-1] if stack else None
-        if alias != top:
-            problems.append(f"{model}: the registry's champion is {'version ' + alias if alias else 'not set'}, but the "
-                            f"ledger's is {'version ' + top if top else 'none'}: the alias was moved outside seatrial, "
-                            "or ledger entries are missing")
+    problems += _anchor_problems(led.entries(), _anchors(Path(root)))
+    for model in tracking.registered_models(root): problems += registry_drift(root, model)
     return problems

@@ -32,11 +32,12 @@ from .core import SeatrialError, atomic_path, hash_json, hash_path, read_json, w
 from .stage import MANIFEST, ManifestError, check_parameters, declared_parameters, read_manifest
 
 # %% auto #0
-__all__ = ['RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline', 'code_digest',
-           'library_digest', 'DigestCache', 'config_sections', 'config_inputs', 'config_digest', 'StageFailedError',
-           'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell', 'execute_stage', 'render_html', 'RunOptions',
-           'RunResult', 'new_run_id', 'stage_parameters', 'stage_key', 'StageCache', 'RunInProgressError',
-           'lock_holder', 'project_lock', 'recover_interrupted', 'run_pipeline']
+__all__ = ['DISPLAY_KEYS', 'RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline',
+           'code_digest', 'library_digest', 'DigestCache', 'config_sections', 'config_inputs', 'config_digest',
+           'StageFailedError', 'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell', 'execute_stage',
+           'render_html', 'RunOptions', 'RunResult', 'new_run_id', 'stage_parameters', 'stage_key', 'StageCache',
+           'RunInProgressError', 'lock_holder', 'project_lock', 'recover_interrupted', 'run_pipeline',
+           'headline_metrics']
 
 # %% ../../nbs/17_runner.ipynb #c005
 class PipelineError(SeatrialError):
@@ -88,10 +89,17 @@ def library_digest() -> str:
     pkg = Path(seatrial.__file__).parent
     return hash_json([[p.name, hash_path(p)] for p in sorted(pkg.glob("*.py"))])
 
+def _in_project(root: Path, p: str | os.PathLike) -> str:
+    "A path as a project's records keep it: relative to the project folder when inside it, so a moved project's stay true."
+    p = Path(p)
+    return p.relative_to(root).as_posix() if p.is_absolute() and p.is_relative_to(root) else str(p)
+
 class DigestCache:
-    "Content digests of files and folders, remembered by size and modification time."
-    def __init__(self, path: Path):
-        self.path = path
+    "Content digests of files and folders, remembered by size and modification time (by project-relative name)."
+    def __init__(self, path: Path,
+                 root: Path | None = None,  # the project folder (default: the one holding path's folder, .seatrial/)
+                ):
+        self.path, self.root = path, Path(root or Path(path).parent.parent).resolve()
         self.known = read_json(path) if path.exists() else {}
 
     def _signature(self, p: Path) -> list:
@@ -101,10 +109,11 @@ class DigestCache:
     def digest(self, p: str | os.PathLike) -> str:
         p = Path(p).resolve()
         sig = hash_json(self._signature(p))
-        hit = self.known.get(str(p))
+        name = _in_project(self.root, p)
+        hit = self.known.get(name)
         if hit and hit[0] == sig: return hit[1]
-        self.known[str(p)] = [sig, hash_path(p)]
-        return self.known[str(p)][1]
+        self.known[name] = [sig, hash_path(p)]
+        return self.known[name][1]
 
     def save(self) -> None: write_json(self.path, self.known)
 
@@ -130,6 +139,15 @@ def config_inputs(
     return {k: {"path": str(Path(p).resolve()), "sha256": digests.digest(p), "context": "raw"} for k, p in files.items()
             if p and (k == "config" or sections is None or k in sections)}
 
+DISPLAY_KEYS = ("label", "description")  # what a person reads; no stage computes with them
+
+def _computed(section: Any) -> Any:
+    "A config section without its display-only keys (one level down: `[columns.x] label`, `[regimes] y = { label }`)."
+    if not isinstance(section, dict): return section
+    kept = {k: {kk: vv for kk, vv in v.items() if kk not in DISPLAY_KEYS} if isinstance(v, dict) else v
+            for k, v in section.items()}
+    return {k: v for k, v in kept.items() if v != {}} or None
+
 def config_digest(
     config: Path,                           # the dataset config
     inputs: dict[str, dict],                # `config_inputs` of the same sections: the files and their digests
@@ -139,7 +157,7 @@ def config_digest(
     if sections is None: return hash_json({k: v["sha256"] for k, v in inputs.items()})
     raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
     return hash_json({"top": {k: v for k, v in raw.items() if not isinstance(v, dict)},
-                      "sections": {s: raw.get(s) for s in sections},
+                      "sections": {s: _computed(raw.get(s)) for s in sections},
                       "files": {k: v["sha256"] for k, v in inputs.items() if k != "config"}})
 
 # %% ../../nbs/17_runner.ipynb #c014
@@ -399,9 +417,12 @@ def stage_key(
                       "inputs": {k: v["sha256"] for k, v in inputs.items()}, "library": library})
 
 class StageCache:
-    "Finished stages by key: key -> manifest path and the run that made it."
-    def __init__(self, path: Path):
+    "Finished stages by key: key -> manifest path (relative to the project) and the run that made it."
+    def __init__(self, path: Path,
+                 root: Path | None = None,  # the project folder (default: the one holding path's folder, .seatrial/)
+                ):
         self.path, self.entries = path, (read_json(path) if path.exists() else {})
+        self.root = Path(root or Path(path).parent.parent).resolve()
 
     def lookup(self,
                key: str,
@@ -410,13 +431,13 @@ class StageCache:
         "The entry and its manifest for `key`, if its outputs still exist (unchanged)."
         e = self.entries.get(key)
         if not e: return None
-        try: m = read_manifest(e["manifest"])
+        try: m = read_manifest(self.root / e["manifest"])
         except ManifestError: return None
         if digests and any(digests.digest(o["path"]) != o["sha256"] for o in m["outputs"].values()): return None
         return e, m
 
     def store(self, key: str, manifest_path: Path, run_id: str) -> None:
-        self.entries[key] = {"manifest": str(manifest_path), "run": run_id}
+        self.entries[key] = {"manifest": _in_project(self.root, manifest_path), "run": run_id}
         write_json(self.path, self.entries)
 
 # %% ../../nbs/17_runner.ipynb #c023b
@@ -557,7 +578,8 @@ def _store_stamp(root: Path) -> list | None:
     return [st.st_mtime_ns, st.st_size]
 
 def _remember_champion(dst: Path, stamp: list | None, version: str, folder: str) -> None:
-    if stamp: write_json(dst / "champion.json", {"stamp": stamp, "version": version, "folder": folder})
+    # the folder relative to the memo's: a moved project does not look for its champion in the old place
+    if stamp: write_json(dst / "champion.json", {"stamp": stamp, "version": version, "folder": _in_project(dst, folder) if folder else ""})
 
 def _resolve_champion(tracker: Callable, model_name: str, dst: Path, root: Path) -> tuple[str, str]:
     "The champion (version, model folder). A local store untouched since the last look is not opened: MLflow takes seconds to load."
@@ -565,8 +587,9 @@ def _resolve_champion(tracker: Callable, model_name: str, dst: Path, root: Path)
     memo = dst / "champion.json"
     if stamp and memo.exists():
         m = read_json(memo)
-        if m["stamp"] == stamp and (not m["version"] or (Path(m["folder"]) / "MLmodel").exists()):
-            return m["version"], m["folder"]
+        folder = str(dst / m["folder"]) if m["folder"] else ""
+        if m["stamp"] == stamp and (not m["version"] or (Path(folder) / "MLmodel").exists()):
+            return m["version"], folder
     from seatrial.tracking import champion_model
     found = champion_model(tracker(), model_name, dst)
     version, folder = ("", "") if found is None else (found[0], str(found[1]))
@@ -614,7 +637,7 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
     user = stage_parameters(stages, opts.params)
     declared = {s.name: declared_parameters(s.notebook) for s in stages}
     state = root / ".seatrial"
-    digests, cache = DigestCache(state / "digests.json"), StageCache(state / "cache.json")
+    digests, cache = DigestCache(state / "digests.json", root), StageCache(state / "cache.json", root)
     reads = {s.name: config_sections(declared[s.name]["config"].help) for s in stages if "config" in declared[s.name]}
     raw = {s: config_inputs(config, digests, sections) for s, sections in reads.items()}          # what MLflow records
     config_keys = {s: config_digest(config, raw[s], sections) for s, sections in reads.items()}  # what the keys take
@@ -624,6 +647,7 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
     forced = opts.force
     manifests: dict[str, dict] = {}
     records: list[dict] = []
+    ran_with: dict[str, dict] = {}   # stage -> the parameters it ran with (or was reused for): the parent run logs them
     jobs = _Jobs()   # MLflow and HTML, off the critical path
     box: dict[str, Any] = {}
     pool = KernelPool(pipeline)
@@ -638,22 +662,24 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
     def ensure_tracking():   # the parent run exists only once a stage really runs
         if "parent" not in box:
             box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
-                                                          code_dir=pipeline)
+                                                          code_dir=pipeline, start_time=started)
 
     def write_record(status: str, current: str | None = None, error: str | None = None):
         stages_now = records + ([{"stage": current, "status": "running"}] if current else [])
-        write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name, "config": str(config),
-                                          "started": datetime.fromtimestamp(started, UTC).isoformat(),
-                                          "seconds": round(time.time() - started, 2), "stages": stages_now,
+        ended = box.get("ended")   # the end the parent MLflow run records too
+        write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name,
+                                          "config": _in_project(root, config), "started": _iso(started),
+                                          "seconds": round((ended or time.time()) - started, 2), "stages": stages_now,
                                           "mlflow_run_id": box.get("parent"), "model_version": box.get("version"),
-                                          "pid": os.getpid(), "host": socket.gethostname()} | ({"error": error} if error else {}))
+                                          "pid": os.getpid(), "host": socket.gethostname()} | ({"error": error} if error else {})
+                                          | ({"ended": _iso(ended)} if ended else {}))
 
     def begin():   # the first stage that really runs, or a reused pipeline that was never recorded: this is a new run
         box["started"] = True
         jobs.submit(ensure_tracking)   # a fresh MLflow store takes seconds to create: start now
         run_dir.mkdir(parents=True, exist_ok=True)
         for r in records:       # stages reused so far are part of this run too
-            jobs.submit(_log_cached, box, ensure_tracking, r, manifests)
+            jobs.submit(_log_cached, box, ensure_tracking, r, manifests, ran_with[r["stage"]])
     try:
         for i, stage in enumerate(stages, 1):
             if stage.name == opts.from_stage: forced = True
@@ -661,6 +687,7 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
             upstream_inputs = _manifest_inputs(manifests)
             inputs = upstream_inputs | raw.get(stage.name, {})
             params = dict(user[stage.name])
+            t0 = time.time()   # a reused stage's time: from here to the cache's answer
             runtime = {"run_id": run_id, "run_dir": str(run_dir), "out_dir": str(run_dir / stage.name),
                        "upstream": {s: str(Path(m["_path"])) for s, m in manifests.items()}, "config": str(config)}
             if "champion_model" in decl:
@@ -671,40 +698,47 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
                 params_for_key = params
             key = stage_key(stage, params_for_key, upstream_inputs, library, config_keys.get(stage.name))
             hit = None if forced else cache.lookup(key, digests)
-            t0 = time.time()
+            injected = params | {k: v for k, v in runtime.items() if k in decl}
+            ran_with[stage.name] = {k: p.default for k, p in decl.items()} | injected   # defaults too: what MLflow shows
             if hit:
                 entry, manifest = hit
-                manifest["_path"] = entry["manifest"]
+                manifest["_path"] = str(root / entry["manifest"])
                 manifests[stage.name] = manifest
-                records.append({"stage": stage.name, "status": "cached", "seconds": 0.0, "key": key,
-                                "manifest": entry["manifest"], "cached_from": entry["run"], "notebook": None})
+                t1 = time.time()
+                records.append({"stage": stage.name, "status": "cached", "seconds": round(t1 - t0, 2), "started": _iso(t0),
+                                "ended": _iso(t1), "key": key, "manifest": entry["manifest"], "cached_from": entry["run"],
+                                "notebook": None})
                 say(f"[{i}/{len(stages)}] {stage.name:<10} unchanged (from run {entry['run']})")
                 continue
             if not box.get("started"): begin()
             write_record("running", current=stage.name)
             say(f"[{i}/{len(stages)}] {stage.name:<10} running")
-            injected = params | {k: v for k, v in runtime.items() if k in decl}
             report = report_dir / f"{stage.label}.ipynb"
+            t0 = time.time()   # an executed stage's time: its notebook's, from start to end
             try:
                 manifest = execute_stage(stage, injected, report, run_dir / stage.name, pool, opts.cell_timeout, opts.progress,
                                          stages[i] if i < len(stages) else None)
             except StageFailedError as err:
-                records.append({"stage": stage.name, "status": "failed", "seconds": round(time.time() - t0, 2), "key": key,
-                                "notebook": str(err.notebook) if err.notebook else None, "error": err.detail,
+                t1 = time.time()
+                records.append({"stage": stage.name, "status": "failed", "seconds": round(t1 - t0, 2), "started": _iso(t0),
+                                "ended": _iso(t1), "key": key,
+                                "notebook": _in_project(root, err.notebook) if err.notebook else None, "error": err.detail,
                                 "cell": err.cell, "cell_line": err.line})
-                jobs.submit(_log_failed, box, ensure_tracking, stage.name, injected, err.notebook, inputs)
+                jobs.submit(_log_failed, box, ensure_tracking, stage.name, ran_with[stage.name], err.notebook, inputs, t0, t1)
                 jobs.drain(quiet=True)   # the stage's failure is the news; MLflow's, if any, would hide it
                 write_record("failed")
                 raise
+            t1 = time.time()
             mpath = run_dir / stage.name / MANIFEST
             manifest["_path"] = str(mpath)
             manifests[stage.name] = manifest
             cache.store(key, mpath, run_id)
-            seconds = round(time.time() - t0, 2)
-            records.append({"stage": stage.name, "status": "finished", "seconds": seconds, "key": key,
-                            "manifest": str(mpath), "notebook": str(report), "cached_from": None})
+            seconds = round(t1 - t0, 2)
+            records.append({"stage": stage.name, "status": "finished", "seconds": seconds, "started": _iso(t0),
+                            "ended": _iso(t1), "key": key, "manifest": _in_project(root, mpath),
+                            "notebook": _in_project(root, report), "cached_from": None})
             say(f"[{i}/{len(stages)}] {stage.name:<10} done in {seconds:.1f} s ({_n_cells(report)} cells) -> {report.relative_to(root)}")
-            jobs.submit(_log_done, box, ensure_tracking, stage.name, injected, manifest, report, inputs)
+            jobs.submit(_log_done, box, ensure_tracking, stage.name, ran_with[stage.name], manifest, report, inputs, t0, t1)
         digests.save()
         if not box.get("started"):
             if (done := _recorded_run(root, records)) is not None:
@@ -714,7 +748,13 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
             begin()
         write_record("running")
         jobs.submit(_register, box, cfg.name, run_id, manifests)
-        jobs.submit(lambda: box["tracker"].end_run(box["parent"]))
+        data = {k: v for inputs in raw.values() for k, v in inputs.items()}
+        jobs.submit(_log_headline, box, ran_with, manifests, data)
+
+        def finish():   # the parent run ends when its last record is made; run.json says the same end
+            box["ended"] = time.time()
+            box["tracker"].end_run(box["parent"], end_time=box["ended"])
+        jobs.submit(finish)
         try:
             jobs.drain()   # a failed job is run once more before this gives up
         except Exception as exc:
@@ -739,7 +779,6 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
     finally:
         pool.close()
         jobs.shutdown()
-
 
 # %% ../../nbs/17_runner.ipynb #c027
 class _Jobs:
@@ -770,12 +809,16 @@ def _n_cells(notebook: Path) -> int:
 def _public(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if not k.startswith("_")}
 
-def _log_done(box, ensure_tracking, stage, params, manifest, report, inputs):
+def _iso(t: float) -> str: return datetime.fromtimestamp(t, UTC).isoformat()
+
+def _epoch(iso: str | None) -> float | None: return datetime.fromisoformat(iso).timestamp() if iso else None
+
+def _log_done(box, ensure_tracking, stage, params, manifest, report, inputs, started, ended):
     from seatrial.tracking import log_stage
     render_html(report)
     ensure_tracking()
     box.setdefault("stage_runs", {})[stage] = log_stage(box["tracker"], box["parent"], stage, params, _public(manifest),
-                                                        report, inputs)
+                                                        report, inputs, started=started, ended=ended)
     if manifest.get("model"): _log_trained_model(box, stage, manifest)
 
 def _log_trained_model(box, stage, manifest):
@@ -786,18 +829,42 @@ def _log_trained_model(box, stage, manifest):
     box["model_run"] = box["stage_runs"][stage]
     box["model_uri"] = log_model(box["tracker"], box["model_run"], Path(out[manifest["model"]["output"]]["path"]), example)
 
-def _log_failed(box, ensure_tracking, stage, params, notebook, inputs):
+def _log_failed(box, ensure_tracking, stage, params, notebook, inputs, started, ended):
     from seatrial.tracking import log_stage
     if notebook is not None: render_html(notebook)
     ensure_tracking()
-    log_stage(box["tracker"], box["parent"], stage, params, None, notebook, inputs, status="FAILED")
+    log_stage(box["tracker"], box["parent"], stage, params, None, notebook, inputs, status="FAILED", started=started, ended=ended)
 
-def _log_cached(box, ensure_tracking, record, manifests):
+def _log_cached(box, ensure_tracking, record, manifests, params):
     from seatrial.tracking import log_stage
     ensure_tracking()
     stage = record["stage"]
-    box.setdefault("stage_runs", {})[stage] = log_stage(box["tracker"], box["parent"], stage, {}, _public(manifests[stage]),
-                                                        None, {}, tags={"seatrial.cached_from": record["cached_from"]})
+    box.setdefault("stage_runs", {})[stage] = log_stage(
+        box["tracker"], box["parent"], stage, params, _public(manifests[stage]), None, {},
+        tags={"seatrial.cached_from": record["cached_from"]}, started=_epoch(record.get("started")),
+        ended=_epoch(record.get("ended")))
+
+def headline_metrics(
+    manifests: dict[str, dict],  # stage name -> its manifest (paths absolute, as `read_manifest` gives them)
+) -> dict[str, float]:  # test_<metric>, baseline_<metric>, champion_<metric>, test_rows, checks_passed, checks_failed
+    """A pipeline run's headline numbers: the candidate's test metrics, the baseline's and the champion's on the same rows
+    (from the stage output named `metrics`: its `overall`, `baseline`, `champion`), and how many checks passed and failed."""
+    out: dict[str, float] = {}
+    for m in manifests.values():
+        info = m.get("outputs", {}).get("metrics")
+        found = read_json(info["path"]) if info and Path(info["path"]).exists() else None
+        if not isinstance(found, dict): continue
+        for prefix, part in (("test_", "overall"), ("baseline_", "baseline"), ("champion_", "champion")):
+            out |= {f"{prefix}{k}": float(v) for k, v in (found.get(part) or {}).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"}
+        if isinstance((found.get("overall") or {}).get("n"), (int, float)): out["test_rows"] = float(found["overall"]["n"])
+    checks = [c for m in manifests.values() for c in m.get("checks", [])]
+    return out | {"checks_passed": float(sum(bool(c["passed"]) for c in checks)),
+                  "checks_failed": float(sum(not c["passed"] for c in checks))}
+
+def _log_headline(box, ran_with, manifests, data):
+    from seatrial.tracking import log_pipeline
+    log_pipeline(box["tracker"], box["parent"], ran_with, headline_metrics(manifests), data)
 
 def _register(box, model_name, run_id, manifests):
     from seatrial.review import evidence_tag

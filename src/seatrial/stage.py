@@ -183,20 +183,22 @@ def write_manifest(
     **extra: Any,                        # anything else worth recording (JSON-able)
 ) -> Path:  # the manifest's path
     "Record a finished stage: its outputs with content hashes, metrics and checks."
-    files = {}
+    files, folder = {}, Path(out_dir).resolve()
     for name, p in outputs.items():
         p = Path(p).resolve()
         if not p.exists(): raise ManifestError(f"stage '{stage}': output '{name}' was not written ({p})")
-        files[name] = {"path": str(p), "sha256": hash_path(p)}
+        # relative to the manifest's folder when inside it: a project moved or copied elsewhere keeps true manifests
+        files[name] = {"path": p.relative_to(folder).as_posix() if p.is_relative_to(folder) else str(p), "sha256": hash_path(p)}
     return write_json(Path(out_dir) / MANIFEST, {"stage": stage, "outputs": files, "metrics": metrics or {},
                                                   "checks": checks or [], **extra})
 
 def read_manifest(path: str | os.PathLike) -> dict:
-    "Read a manifest, refusing one whose outputs are gone."
+    "Read a manifest (each output's path made absolute: the manifest holds them relative to its folder), refusing one whose outputs are gone."
     path = Path(path)
     if path.is_dir(): path = path / MANIFEST
     if not path.exists(): raise ManifestError(f"no manifest at {path}: that stage has not finished")
     m = read_json(path)
+    for o in m["outputs"].values(): o["path"] = str(path.parent.resolve() / o["path"])
     missing = [n for n, o in m["outputs"].items() if not Path(o["path"]).exists()]
     if missing: raise ManifestError(f"{path}: outputs {missing} are gone; re-run stage '{m['stage']}' (seatrial run --force)")
     return m

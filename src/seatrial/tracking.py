@@ -15,6 +15,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +28,11 @@ from typing import Any
 from .core import SeatrialError, atomic_path
 
 # %% auto #0
-__all__ = ['TrackingError', 'tracking_uri', 'git_state', 'environment', 'store_lock', 'Tracker', 'mlflow_name', 'log_stage',
-           'kill_runs', 'log_model', 'register_candidate', 'registered_version', 'champion_model', 'RegistryVersion',
-           'registered_models', 'model_versions', 'model_version', 'alias_version', 'set_alias', 'delete_alias',
-           'set_version_tags', 'delete_version_tags', 'model_tags', 'set_model_tag', 'delete_model_tag']
+__all__ = ['EXPERIMENT_KIND', 'TrackingError', 'tracking_uri', 'git_state', 'environment', 'store_lock', 'relocate_store',
+           'Tracker', 'mlflow_name', 'log_stage', 'log_pipeline', 'kill_runs', 'log_model', 'register_candidate',
+           'registered_version', 'champion_model', 'RegistryVersion', 'registered_models', 'model_versions',
+           'model_version', 'alias_version', 'set_alias', 'delete_alias', 'set_version_tags', 'delete_version_tags',
+           'model_tags', 'set_model_tag', 'delete_model_tag']
 
 # %% ../../nbs/15_tracking.ipynb #c005
 class TrackingError(SeatrialError):
@@ -88,6 +90,46 @@ def store_lock(
     finally:
         os.close(fd)   # closing lets go of the lock
 
+EXPERIMENT_KIND = "custom_model_development"   # MLflow 3's UI opens an experiment of this kind on its training runs
+_KIND_TAG = "mlflow.experimentKind"             # the experiment tag its UI reads (without it: the GenAI page)
+
+# where a local store keeps absolute paths: artifact locations, logged models, model versions, dataset sources
+_MOVABLE = (("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"),
+            ("model_versions", "source"), ("model_versions", "storage_location"), ("datasets", "dataset_source"))
+
+def _relocate(root: Path, uri: str) -> list[str]:
+    "`relocate_store`, for a caller that holds the store's lock."
+    import sqlite3
+    from urllib.parse import unquote
+    db = root / "mlflow.db"
+    if os.environ.get("MLFLOW_TRACKING_URI") or uri != f"sqlite:///{db}" or not db.exists(): return []
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        try: locations = [r[0] for r in con.execute("SELECT artifact_location FROM experiments")]
+        except sqlite3.DatabaseError: return []   # a store MLflow has not made its tables in yet
+        here = root.as_uri()
+        old = sorted({loc.rsplit("/mlartifacts/", 1)[0] for loc in locations
+                      if loc and loc.startswith("file://") and "/mlartifacts/" in loc} - {here})
+        with con:
+            for prefix in old:
+                for a, b in ((prefix + "/", here + "/"), (unquote(prefix.removeprefix("file://")) + "/", str(root) + "/")):
+                    for table, column in _MOVABLE:
+                        try: con.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?) WHERE instr({column}, ?) > 0",
+                                         (a, b, a))
+                        except sqlite3.OperationalError: pass   # a table this MLflow version does not have
+        return [unquote(p.removeprefix("file://")) for p in old]
+    finally:
+        con.close()
+
+def relocate_store(
+    root: str | os.PathLike,  # the project folder
+) -> list[str]:  # the folders the store's paths pointed at before (empty: nothing to move)
+    """Point the project's own SQLite store at the project's folder again after it was moved or copied (`cp -a`, `mv`,
+    Binder): the artifact locations MLflow keeps are absolute. Only the local store in `root`; never one that
+    MLFLOW_TRACKING_URI names. The experiments' artifact locations (`<root>/mlartifacts/<name>`) tell where it was."""
+    root = Path(root).resolve()
+    with store_lock(uri := tracking_uri(root)): return _relocate(root, uri)
+
 class Tracker:
     "Records pipeline runs in MLflow (one experiment)."
     def __init__(self,
@@ -104,35 +146,52 @@ class Tracker:
         # process (a test session, an app reviewing two projects) would answer with this one
         if before is None: os.environ.pop("MLFLOW_TRACKING_URI", None)
         else: os.environ["MLFLOW_TRACKING_URI"] = before
-        with store_lock(self.uri):   # also makes the experiment once
+        with store_lock(self.uri):   # also makes the experiment once, and moves a copied project's store
+            _relocate(self.root, self.uri)
             self.client = MlflowClient(self.uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 local = self.uri.startswith("sqlite:") or self.uri.startswith("file:")
                 location = (self.root / "mlartifacts" / experiment).as_uri() if local else None
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location,
+                                                                   tags={_KIND_TAG: EXPERIMENT_KIND})
             else:
                 self.experiment_id = exp.experiment_id
+                if _KIND_TAG not in exp.tags: self.client.set_experiment_tag(self.experiment_id, _KIND_TAG, EXPERIMENT_KIND)
 
     def start_pipeline(self,
                        run_name: str,          # the pipeline run's id
                        tags: dict[str, str],   # extra tags
                        code_dir: str | os.PathLike | None = None,  # where the stage code lives (its git commit is recorded)
+                       start_time: float | None = None,  # when the pipeline started (epoch seconds; default: now)
                       ) -> str:  # the parent run's MLflow id
         "Open the parent run of a pipeline run."
         git = git_state(code_dir or self.root)
-        tags = {"mlflow.runName": run_name, "mlflow.source.type": "JOB", **tags}
+        tags = {"mlflow.runName": run_name, "mlflow.source.type": "JOB", **_portable(tags, self.root)}
         if git: tags |= {"mlflow.source.git.commit": git["commit"], "seatrial.git_dirty": git["dirty"]}
-        run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name)
+        run = self.client.create_run(self.experiment_id, start_time=_ms(start_time), tags=tags, run_name=run_name)
         try: self.client.log_dict(run.info.run_id, environment(), "environment.json")
         except BaseException:
             with contextlib.suppress(Exception): self.end_run(run.info.run_id, "FAILED")   # not left RUNNING for a retry
             raise
         return run.info.run_id
 
-    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+    def end_run(self, run_id: str, status: str = "FINISHED",
+                end_time: float | None = None,  # when it ended (epoch seconds; default: now)
+               ) -> None:
         "Close a run as FINISHED or FAILED."
-        self.client.set_terminated(run_id, status)
+        self.client.set_terminated(run_id, status, end_time=_ms(end_time))
+
+def _ms(t: float | None) -> int | None:
+    "Epoch seconds as MLflow's epoch milliseconds."
+    return None if t is None else round(t * 1000)
+
+def _portable(v: Any, root: Path) -> Any:
+    "`v` with every absolute path inside the project written relative to it: a moved or copied project's records stay true."
+    if isinstance(v, dict): return {k: _portable(x, root) for k, x in v.items()}
+    if isinstance(v, list): return [_portable(x, root) for x in v]
+    if isinstance(v, str) and os.path.isabs(v) and Path(v).is_relative_to(root): return Path(v).relative_to(root).as_posix() or "."
+    return v
 
 # %% ../../nbs/15_tracking.ipynb #c013
 _PLUMBING = ("run_id", "run_dir", "out_dir", "upstream")
@@ -184,55 +243,81 @@ def log_stage(
     notebook: Path | None,      # the executed notebook (and its .html beside it, if any)
     inputs: dict[str, dict],    # name -> {"path", "sha256", "context"}: what the stage read
     status: str = "FINISHED",   # or "FAILED"
-    tags: dict[str, str] | None = None,  # e.g. {"seatrial.cached_from": run}
+    tags: dict[str, str] | None = None,  # e.g. {"seatrial.cached_from": run}: the stage was reused, not executed
+    started: float | None = None,  # when the stage's notebook started, or the run began reusing it (epoch seconds)
+    ended: float | None = None,    # when it finished, or the reuse was settled (epoch seconds)
 ) -> str:  # the child run's id
-    "Record one stage as a child run of the pipeline run."
+    """Record one stage as a child run of the pipeline run, spanning the stage's real time (metric `stage_seconds`; tag
+    `seatrial.timing`: `executed`, or `reused` for a cached stage, whose times are those of the reuse)."""
     c = tracker.client
-    run = c.create_run(tracker.experiment_id, run_name=stage,
-                       tags={"mlflow.parentRunId": parent_id, "seatrial.stage": stage, **(tags or {})})
+    tags = tags or {}
+    timing = {"seatrial.timing": "reused" if tags.get("seatrial.cached_from") else "executed"}
+    run = c.create_run(tracker.experiment_id, run_name=stage, start_time=_ms(started),
+                       tags={"mlflow.parentRunId": parent_id, "seatrial.stage": stage, **timing, **tags})
     rid = run.info.run_id
+    seconds = ended - started if started is not None and ended is not None else None
     try:
-        _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs)
+        _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs, seconds, ended)
     except BaseException:
         with contextlib.suppress(Exception): c.set_terminated(rid, "FAILED")   # not left RUNNING when the runner retries
         raise
-    c.set_terminated(rid, status)
+    c.set_terminated(rid, status, end_time=_ms(ended))
     return rid
 
 def _numbers(d: dict) -> dict[str, float]:
     return {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
-def _log_values(c, rid: str, params: dict, metrics: dict[str, float], tags: dict[str, str]) -> None:
-    "Params, metrics and tags under names MLflow accepts (renamed ones keep their given name in a tag), in batches it takes."
+def _log_values(c, rid: str, params: dict, metrics: dict[str, float], tags: dict[str, str],
+                at: float | None = None) -> None:
+    "Params, metrics (at time `at`, default now) and tags under names MLflow accepts (renamed ones keep their given name in a tag), in batches it takes."
     from mlflow.entities import Metric, Param, RunTag
     params, renamed_p = _named(params)
     metrics, renamed_m = _named(metrics)
     ps = [Param(k, _param_value(v)) for k, v in params.items()]
     ts = [RunTag(k, v if len(v) <= 5000 else v[:4999] + "…") for k, v in (tags | renamed_p | renamed_m).items()]
-    ms = [Metric(k, v, 0, 0) for k, v in metrics.items()]
-    for i in range(0, max(len(ps), len(ts), 1), 100):   # MLflow takes at most 100 params and 100 tags per batch
-        c.log_batch(rid, metrics=ms if i == 0 else [], params=ps[i:i + 100], tags=ts[i:i + 100])
+    when = _ms(time.time() if at is None else at)
+    ms = [Metric(k, v, when, 0) for k, v in metrics.items()]
+    for i in range(0, max(len(ps), len(ts), len(ms), 1), 100):   # MLflow takes at most 100 params, tags... per batch
+        c.log_batch(rid, metrics=ms[i:i + 100], params=ps[i:i + 100], tags=ts[i:i + 100])
 
-def _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs) -> None:
+def _log_stage_run(tracker, rid, stage, params, manifest, notebook, inputs, seconds=None, ended=None) -> None:
     c = tracker.client
-    ms = {}
+    ms, chosen = {}, {}
     if manifest:
         ms = _numbers(manifest.get("metrics", {}))
         if manifest.get("checks"): ms["checks_passed"] = float(all(ch["passed"] for ch in manifest["checks"]))
-    _log_values(c, rid, {k: v for k, v in params.items() if k not in _PLUMBING}, ms,
-                {f"seatrial.{k}": _param_value(v) for k, v in params.items() if k in _PLUMBING})
+        # a stage that chose hyperparameters (train) says which, and the boosting round its search stopped at
+        chosen = {f"chosen.{k}": v for k, v in (manifest.get("hyperparameters") or {}).items()}
+        ms |= _numbers({"best_iteration": manifest.get("best_iteration")})
+    if seconds is not None: ms["stage_seconds"] = float(seconds)
+    params = _portable(params, tracker.root)
+    _log_values(c, rid, {k: v for k, v in params.items() if k not in _PLUMBING} | chosen, ms,
+                {f"seatrial.{k}": _param_value(v) for k, v in params.items() if k in _PLUMBING}, ended)
     if manifest:
         for i, trial in enumerate(manifest.get("trials", [])):   # a search: one grandchild run per trial
             t = c.create_run(tracker.experiment_id, run_name=f"{stage}-trial-{i}", tags={"mlflow.parentRunId": rid})
-            _log_values(c, t.info.run_id, trial["params"], _numbers(trial["metrics"]), {})
+            _log_values(c, t.info.run_id, trial["params"], _numbers(trial["metrics"]), {}, ended)
             c.set_terminated(t.info.run_id)
-        c.log_dict(rid, manifest, "manifest.json")
+        c.log_dict(rid, _portable(manifest, tracker.root), "manifest.json")
         if manifest.get("checks"): c.log_dict(rid, manifest["checks"], "checks.json")
     if notebook is not None and notebook.exists():
         c.log_artifact(rid, str(notebook), "notebook")
         html = notebook.with_suffix(".html")
         if html.exists(): c.log_artifact(rid, str(html), "notebook")
     _add_inputs(tracker, rid, inputs)
+
+def log_pipeline(
+    tracker: Tracker,
+    run_id: str,                        # the pipeline's parent run
+    params: dict[str, dict[str, Any]],  # stage name -> the parameters it ran with
+    metrics: dict[str, float],          # the run's headline numbers (`runner.headline_metrics`)
+    inputs: dict[str, dict],            # name -> {"path", "sha256", "context"}: the data the run read
+) -> None:
+    """Put a pipeline run's headline on its parent run, so runs compare at the top level: every stage's parameters (as
+    `stage.name`; the runner's own folders left out), the headline metrics and the datasets read, with their digests."""
+    flat = {f"{s}.{k}": v for s, ps in params.items() for k, v in ps.items() if k not in _PLUMBING}
+    _log_values(tracker.client, run_id, _portable(flat, tracker.root), _numbers(metrics), {})
+    _add_inputs(tracker, run_id, inputs)
 
 def kill_runs(
     root: str | os.PathLike,  # the project folder
@@ -268,6 +353,7 @@ def log_model(
     # MLflow's advice: integer inputs become doubles in the schema, so a missing value at serving time is not a schema error
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
     signature = infer_signature(example, predict_lightgbm(booster, example))   # categoricals stay text in the signature
+    before = tracker.client.get_run(run_id).info
     with mlflow.start_run(run_id=run_id):
         # No replay of the example through the flavour's generic predict: it cannot map text categoricals
         # (vessel_type) to LightGBM's categories. seatrial predicts through `train.predict_lightgbm`.
@@ -275,6 +361,8 @@ def log_model(
         reqs = [f"{p}=={metadata.version(p)}" for p in ("lightgbm", "pandas", "numpy", "scikit-learn")]
         info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
                                          validate_serving_input=False, pip_requirements=reqs)
+    if before.end_time:   # leaving `start_run` ends the run now: it keeps the end (and status) its stage had
+        tracker.client.set_terminated(run_id, before.status, end_time=before.end_time)
     return info.model_uri
 
 def register_candidate(
@@ -340,6 +428,7 @@ def _client(root: str | os.PathLike):
     uri = tracking_uri(root)
     # the registry of *this* project: without it MLflow would use the process-wide URI a Tracker may have set for another
     with store_lock(uri):
+        _relocate(Path(root).resolve(), uri)   # a copied project reads its own artifacts, not the original's
         return MlflowClient(uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
 
 def _record(mv, aliases: dict[str, str]) -> RegistryVersion:
