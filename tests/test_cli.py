@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 import types
@@ -107,10 +108,25 @@ def test_show_puts_the_baseline_and_champion_beside_the_candidate(tmp_path):
     assert ["RMSE", "0.1886", "Richter", "0.2162", "Richter", "0.1931", "Richter"] in lines
     assert ["MAPE", "3.26", "%", "3.73", "%", "3.3", "%"] in lines
     assert ["test", "rows", "250", "250", "250"] in lines
-    assert "started 2026-11-28 19:26:38 UTC" in proc.stdout           # not a raw ISO timestamp
+    assert "started 28 Nov 2026 19:26:38 UTC" in proc.stdout          # not a raw ISO timestamp
     assert "check beats_baseline" in proc.stdout and "FAIL  Overall, the model's RMSE" in proc.stdout
     out = proc.stdout
     assert out.index("RMSE") < out.index("MAE") < out.index("test rows")   # the judged metric first, the row count last
+
+
+def test_show_and_runs_print_numbers_and_times_for_people(tmp_path):
+    run_dir = fake_run(tmp_path, "quakes-1", {"overall": OVERALL, "baseline": BASELINE, "champion": None})
+    record = json.loads((run_dir / "run.json").read_text())
+    record["seconds"] = 74.2
+    (run_dir / "run.json").write_text(json.dumps(record))
+    write_json(run_dir / "train" / "manifest.json", {"stage": "train", "outputs": {}, "checks": [],
+                                                     "metrics": {"rows_explained": 40477.0, "base_value": 3.4717855672287805}})
+    out = run_seatrial(tmp_path, "show", "quakes-1").stdout
+    assert "took 1 min 14 s" in out and "1.5 s" in out                          # durations as a person reads them
+    assert "rows explained" in out and "40,477" in out and "3.47" in out      # not 4.048e+04 nor 3.471785567...
+    assert "3.4717855" not in out and "e+04" not in out
+    runs = run_seatrial(tmp_path, "runs").stdout
+    assert "1 min 14 s" in runs and "74.2" not in runs
 
 
 def test_show_without_a_champion_has_no_champion_column(tmp_path):

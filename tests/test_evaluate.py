@@ -278,7 +278,7 @@ def test_champion_check_is_informational_unless_thresholded(rng):
     assert info["name"] == "vs_champion" and info["passed"] and info["threshold"] is None
     assert info["value"]["relative"] > 0
     strict = run_checks(t, max_loss_vs_champion=0.05)[-1]
-    assert not strict["passed"] and "at most 5%" in strict["meaning"]
+    assert not strict["passed"] and "at most 5 %" in strict["meaning"]
 
 
 def test_evaluate_model_outputs(rng, tmp_path):
@@ -462,3 +462,70 @@ def test_a_model_of_a_shuffled_target_has_no_skill(rng):
         skill = {c["name"]: c for c in checks}["has_skill"]
         assert skill["passed"] != shuffled, skill["meaning"]
         assert "constant" in skill["meaning"] and "training mean" in skill["meaning"]
+
+
+def _fleet_vocabulary(tmp_path):
+    "The demo fleet's vocabulary, read from the dataset config `seatrial demo` writes (labels and units of every column)."
+    from seatrial.dataset import load_config
+    from seatrial.display import vocabulary
+    from seatrial.fleet import write_dataset_config
+    write_dataset_config(tmp_path / "dataset.toml", pd.DataFrame({"time": pd.date_range("2024-01-01", periods=9, tz="UTC")}))
+    for name in ("telemetry.parquet", "vessels.csv"): (tmp_path / name).write_text("")
+    (tmp_path / "weather.zarr").mkdir()
+    return load_config(tmp_path / "dataset.toml"), vocabulary(load_config(tmp_path / "dataset.toml"))
+
+
+def test_check_texts_carry_units_and_labels(rng, tmp_path):
+    cfg, vocab = _fleet_vocabulary(tmp_path)
+    n = 1500
+    t = pd.DataFrame({"row_id": np.arange(n), "stw_kn": rng.uniform(4, 16, n), "hs_m": rng.gamma(2, 0.8, n),
+                      "split": np.where(np.arange(n) < 1000, "train", "test")})
+    t["fuel_t_day"] = 0.012 * t.stw_kn**3 + rng.normal(0, 1, n)
+    t.loc[t.stw_kn > 11, "fuel_t_day"] += 3
+    pred, metrics, checks = evaluate_model(
+        t, lambda d: 0.012 * d.stw_kn.to_numpy() ** 3, lambda d: d.fuel_t_day.to_numpy(), target="fuel_t_day",
+        regimes={n: cfg.regimes[n] for n in ("speed_band", "sea_state")}, monotone=[{"feature": "stw_kn"}],
+        target_min=0, target_max=250, max_regime_loss_vs_baseline=0.1, vocab=vocab)
+    text = {c["name"]: c["meaning"] for c in checks}
+    mono = text["monotone_stw_kn"]
+    assert mono.startswith("Raising speed through water by ") and " kn " in mono and "stw_kn" not in mono
+    assert "predicted fuel consumption" in mono and mono.rstrip(".").endswith("t/day")   # "moved +6.93 t/day"
+    assert "[0, 250] t/day" in text["plausible"] and "lowest " in text["plausible"]
+    low = text["plausible"].split("lowest ")[1].split(",")[0]
+    assert low.endswith(" t/day") and len(low.split()[0]) <= 6                # "1.47 t/day", not 1.4717855672287805
+    assert "RMSE" in text["beats_baseline"] and " t/day against the baseline's " in text["beats_baseline"]
+    assert "(t/day)²" in text["beats_baseline"]
+    failing = text["regimes_vs_baseline"]                                     # the baseline here is the truth: slices fail
+    assert "speed band 11–14 kn: RMSE " in failing and " t/day vs baseline " in failing and "sea state" in failing and "speed_band" not in failing
+    assert [r["level"] for r in metrics["by_regime"]["speed_band"]] == ["0–8 kn", "8–11 kn", "11–14 kn", "14–30 kn"]
+    assert list(pred.regime_speed_band.cat.categories) == ["0–8 kn", "8–11 kn", "11–14 kn", "14–30 kn"]
+
+
+def test_regime_order_survives_json_and_parquet(rng, tmp_path):
+    from seatrial.core import read_json, write_json
+    from seatrial.evaluate import plot_metrics_by_regime, regime_rows
+    t = _frame(rng, 800).assign(time=pd.date_range("2025-01-01", periods=800, freq="11h", tz="UTC"))
+    regimes = {"speed_band": {"column": "stw_kn", "bins": [0, 8, 11, 14]}, "month": {"by": "month"},
+               "weekday": {"by": "weekday"}}
+    labelled = add_regimes(t, regimes, time="time")
+    by = metrics_by_regime(labelled, regimes)
+    bands, months = ["0–8", "8–11", "11–14"], ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    assert [r["order"] for r in by["speed_band"]] == [0, 1, 2]
+    # a reader that sorted the rows as text (bands 11 before 8; Apr before Feb) still gets the regime's order back
+    shuffled = {k: sorted(v, key=lambda r: r["level"]) for k, v in by.items()}
+    write_json(tmp_path / "metrics.json", {"by_regime": shuffled})
+    back = read_json(tmp_path / "metrics.json")
+    assert list(regime_rows(back, "speed_band").level) == bands
+    assert list(regime_rows(back, "month").level) == months
+    assert list(regime_rows(back, "weekday").level) == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert regime_rows(back, "speed_band").level.cat.ordered
+    fig = plot_metrics_by_regime(back, "speed_band")                      # the stage's chart: bars in the regime's order
+    assert [x.get_text().split("\n")[0] for x in fig.axes[0].get_xticklabels()] == bands
+    # the predictions file keeps the order of its regime columns, and scoring it again keeps it too
+    labelled[["target", "pred", "baseline_pred", "regime_speed_band", "regime_month"]].to_parquet(tmp_path / "p.parquet")
+    read = pd.read_parquet(tmp_path / "p.parquet")
+    assert list(read.regime_speed_band.cat.categories) == bands and read.regime_speed_band.cat.ordered
+    assert [r["level"] for r in metrics_by_regime(read, {"speed_band": regimes["speed_band"]})["speed_band"]] == bands
+    rows = pd.DataFrame(by["month"]).to_parquet(tmp_path / "rows.parquet")   # a table of rows written as Parquet
+    rows = pd.read_parquet(tmp_path / "rows.parquet").sort_values("level")
+    assert list(regime_rows({"month": rows.to_dict("records")}, "month").level) == months

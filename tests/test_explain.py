@@ -182,9 +182,9 @@ def test_gamma_shap_is_labelled_on_the_log_scale(data, gamma, tmp_path):
     assert scale.label == "log of wind"
     assert "multiplies the prediction by 1.105 (+10.5%)" in scale.how_to_read
     ax = plot_dependence(res, X, "stw_kn", scale=scale).axes[0]
-    assert ax.get_ylabel() == "SHAP value of stw_kn (log of wind)"   # the old label said "(target units)"
-    assert plot_importance(res).axes[0].get_xlabel() == "mean |SHAP value| (log of the target)"
-    assert plot_importance(global_importance(res)).axes[0].get_xlabel() == "mean |SHAP value| (log of the target)"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("stw_kn", "SHAP value (log of wind)")   # the old label said "(target units)"
+    assert plot_importance(res).axes[0].get_xlabel() == "mean change of the prediction (%)"   # a log model: in percent
+    assert plot_importance(global_importance(res)).axes[0].get_xlabel() == "mean change of the prediction (%)"
 
 
 @pytest.mark.parametrize(("params", "objective", "output"), [
@@ -224,3 +224,72 @@ def test_threads_default_to_train_choose_threads(data, booster, monkeypatch):
     assert asked == [(100, 4)]
     compute_shap(booster, X.head(100), num_threads=1)   # an explicit count is used as given
     assert asked == [(100, 4)]
+
+
+def test_contributions_in_target_units_multiply_to_the_prediction():
+    from seatrial.explain import contributions_in_target_units
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"stw_kn": rng.uniform(4, 16, 1500), "draught_m": rng.uniform(8, 13, 1500)})
+    y = 0.012 * X.stw_kn**3 * (X.draught_m / 11) + rng.gamma(2, 0.5, 1500)
+    gam = lgb.train(dict(objective="gamma", num_leaves=7, verbose=-1, num_threads=1), lgb.Dataset(X, y), 30)
+    res = compute_shap(gam, X)
+    tc = contributions_in_target_units(res.values, res.base_value, log_target=res.output == "log")
+    pred = gam.predict(X)
+    assert tc.baseline * tc.factor.prod(axis=1).to_numpy() == pytest.approx(pred, rel=1e-6)   # factors x baseline
+    assert (tc.percent + 1).to_numpy() == pytest.approx(tc.factor.to_numpy())
+    steps = tc.steps(17)
+    assert steps.start.iloc[0] == pytest.approx(np.exp(res.base_value)) and steps.end.iloc[-1] == pytest.approx(pred[17])
+    assert tc.baseline + steps.change.sum() == pytest.approx(pred[17])                        # in t/day, adding up
+    imp = global_importance(res)
+    assert imp.mean_abs_percent.to_numpy() == pytest.approx(tc.importance()["shap_" + imp.feature].to_numpy())
+    assert plot_importance(imp).axes[0].get_xlabel() == "mean change of the prediction (%)"
+
+
+def _log_store():
+    "The audit store's demo version with its SHAP values made multiplicative (a gamma model's), in the fleet's vocabulary."
+    from seatrial.audit.store import AuditStore, VersionData, demo_data
+    d = demo_data(3000, seed=2)
+    cols = [f"shap_{x}" for x in d.features]
+    f = d.frame.copy()
+    f[cols] = f[cols] / d.base_value
+    base = float(np.log(d.base_value))
+    f["pred"] = np.exp(base + f[cols].sum(axis=1))
+    f["residual"] = f["target"] - f["pred"]
+    return AuditStore.from_data(VersionData(f, d.columns, d.task, d.regimes, d.features, base, values=d.values,
+                                            vocabulary=d.vocabulary))
+
+
+def test_explanations_are_in_the_targets_unit_with_labels_and_legends():
+    import panel as pn
+    from bokeh.document import Document
+    from bokeh.models import Legend
+    from seatrial.audit.views import LOWERS, RAISES, ExplanationView
+    store = _log_store()
+    ex = ExplanationView(store=store, top=4)
+    bars = ex.importance().data
+    value = ex.importance().vdims[0].name
+    assert value == "mean |change of the predicted fuel consumption (%)|"
+    f = bars.feature.iloc[-1]
+    s = store.frame[f"shap_{f}"].to_numpy()
+    assert bars[value].iloc[-1] == pytest.approx(100 * np.abs(np.expm1(s)).mean())        # percent of the prediction
+    assert "speed through water" in set(bars.label)                                       # labels, not stw_kn
+    store.point = int(store.frame.row_id.iloc[11])
+    w = ex.waterfall_steps()
+    assert w["from"].iloc[0] == pytest.approx(np.exp(store.base_value))                  # the baseline prediction, t/day
+    assert w["to"].iloc[-1] == pytest.approx(store.frame.pred.iloc[11])
+    assert any(lbl.startswith("speed through water = ") and lbl.endswith(" kn") for lbl in w.label)
+    fall = ex.waterfall()
+    labels = {el.label: el for el in fall if isinstance(el, __import__("holoviews").Rectangles)}
+    assert set(labels) == {"raises fuel consumption", "lowers fuel consumption"}
+    assert (labels["raises fuel consumption"].opts.get().kwargs["color"], labels["lowers fuel consumption"].opts.get().kwargs["color"]) \
+        == (RAISES, LOWERS)
+    assert {RAISES, LOWERS}.isdisjoint({"#c0392b", "#2e7d32", "red", "green"})            # red/green mean worse/better
+    hover = [labels[k].dimension_values("change") for k in labels if len(labels[k])]
+    assert any(" t/day (" in str(x) and " %)" in str(x) for h in hover for x in h)       # both t/day and percent
+    caption = ex.waterfall_pane()[0].object
+    assert "multiplies" in caption and " t/day" in caption and "exp(raw score)" in caption
+    trend = ex.residual_trend()
+    assert trend.opts.get().kwargs["legend_opts"]["title"] == "Vessel"
+    root = pn.panel(pn.pane.HoloViews(trend)).get_root(Document())
+    assert root.select({"type": Legend})                                                  # a legend of the vessels
+    assert ex.dependence().kdims[0].label == "Speed through water (kn)" or store.feature != "stw_kn"

@@ -65,7 +65,8 @@ def _evaluation_lines(
 
 def _time_text(iso: str | None) -> str:
     "A recorded ISO timestamp as a person reads it: to the second, in UTC."
-    try: return f"{datetime.fromisoformat(str(iso)).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    from seatrial.display import when
+    try: return when(datetime.fromisoformat(str(iso)).astimezone(UTC), seconds=True)
     except ValueError: return str(iso or "-")
 
 # %% ../../nbs/90_cli.ipynb #c008
@@ -125,17 +126,21 @@ def cmd_runs(args) -> int:
     records = sorted((Path(args.root) / "runs").glob("*/run.json"), reverse=True)[: args.limit]
     if not records:
         print("no runs yet: `seatrial demo` makes one", file=sys.stderr); return 0
-    print(f"{'run':<34} {'status':<9} {'seconds':>8}  {'model':>5}  stages")
+    from seatrial.display import seconds
+    print(f"{'run':<34} {'status':<9} {'took':>10}  {'model':>5}  stages")
     for p in records:
         r = read_json(p)
         stages = " ".join(f"{s['stage']}{'*' if s['status'] == 'cached' else ''}" for s in r["stages"])
-        print(f"{r['run_id']:<34} {r['status']:<9} {r['seconds']:>8.1f}  {r.get('model_version') or '-':>5}  {stages}")
+        print(f"{r['run_id']:<34} {r['status']:<9} {seconds(r['seconds']):>10}  {r.get('model_version') or '-':>5}  {stages}")
     return 0
 
 def _stage_manifest(root: Path, run: str, s: dict) -> dict | None:
     "A stage's manifest: the one the run recorded, else the one a failed stage wrote before its gate stopped it."
-    p = Path(s["manifest"]) if s.get("manifest") else root / "runs" / run / s["stage"] / "manifest.json"
-    return read_json(p) if p.exists() else None
+    p = root / s["manifest"] if s.get("manifest") else root / "runs" / run / s["stage"] / "manifest.json"
+    if not p.exists(): return None
+    m = read_json(p)
+    for o in m.get("outputs", {}).values(): o["path"] = str(p.parent / o["path"])   # kept relative to the manifest's folder
+    return m
 
 def cmd_show(args) -> int:
     "Summarise one run: stages, timings, metrics (candidate beside baseline and champion), checks, model version."
@@ -145,13 +150,14 @@ def cmd_show(args) -> int:
     if not path.exists(): raise SeatrialError(f"no run '{args.run}' in {path.parent.parent} (see `seatrial runs`)")
     _recover(root)
     r = read_json(path)
-    print(f"run {r['run_id']}  dataset {r['dataset']}  {r['status']}  {r['seconds']:.1f} s  started {_time_text(r['started'])}")
+    from seatrial.display import number, seconds
+    print(f"run {r['run_id']}  dataset {r['dataset']}  {r['status']}  took {seconds(r['seconds'])}  started {_time_text(r['started'])}")
     print(f"MLflow run {r.get('mlflow_run_id') or '-'}  model version {r.get('model_version') or '-'}")
     if r.get("error"): print(f"  error: {r['error']}")
     if r.get("interrupted"): print(f"  interrupted: its runner was found gone at {_time_text(r['interrupted'])}")
     for s in r["stages"]:
         origin = f" (reused from {s['cached_from']})" if s.get("cached_from") else ""
-        print(f"  {s['stage']:<10} {s['status']:<9} {s.get('seconds') or 0:>7.1f} s{origin}")
+        print(f"  {s['stage']:<10} {s['status']:<9} {seconds(s.get('seconds') or 0):>12}{origin}")
         if s.get("error"):
             at = f" at cell {s['cell']}" + (f" ({s['cell_line']})" if s.get("cell_line") else "") if s.get("cell") else ""
             print(f"      error{at}: {s['error']}\n      notebook: {s.get('notebook')}")
@@ -160,11 +166,12 @@ def cmd_show(args) -> int:
         out = m.get("outputs", {}).get("metrics")
         evaluation = read_json(out["path"]) if out and Path(out["path"]).exists() else None
         if isinstance(evaluation, dict) and "overall" in evaluation:
-            lines = _evaluation_lines(evaluation, evaluated_champion(s.get("notebook")), target_unit(r.get("config")))
+            notebook, config = (root / p if p else None for p in (s.get("notebook"), r.get("config")))   # project-relative
+            lines = _evaluation_lines(evaluation, evaluated_champion(notebook), target_unit(config))
             for line in lines: print(f"      {line}")
         else:
             for k, v in list(m.get("metrics", {}).items())[:8]:
-                print(f"      {k:<28} {v:.4g}" if isinstance(v, (int, float)) else f"      {k:<28} {v}")
+                print(f"      {k.replace('_', ' '):<28} {number(v)}" if isinstance(v, (int, float)) else f"      {k:<28} {v}")
         for c in m.get("checks", []):
             print(f"      check {c['name']:<22} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
     return 0

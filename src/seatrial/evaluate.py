@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from .core import SeatrialError
+from .display import Vocabulary, number, percent
 
 # %% auto #0
 __all__ = ['TASKS', 'TIME_PARTS', 'REGIME_BY', 'PRIMARY', 'MODELS', 'EvaluateError', 'ChecksFailedError', 'score', 'add_regimes',
-           'metrics_by_regime', 'check_monotone', 'check_plausible', 'default_regime_floor', 'regime_differences',
-           'check_regimes_vs_baseline', 'check_beats_baseline', 'check_skill', 'check_vs_champion', 'run_checks',
-           'gate', 'evaluate_model', 'plot_metrics_by_regime', 'plot_residuals']
+           'metrics_by_regime', 'regime_rows', 'check_monotone', 'check_plausible', 'default_regime_floor',
+           'regime_differences', 'check_regimes_vs_baseline', 'check_beats_baseline', 'check_skill',
+           'check_vs_champion', 'run_checks', 'gate', 'evaluate_model', 'plot_metrics_by_regime', 'plot_residuals']
 
 # %% ../../nbs/13_evaluate.ipynb #c005
 class EvaluateError(SeatrialError):
@@ -41,6 +42,19 @@ def _num(x: Any) -> float | None:
     "A JSON-safe float: NaN and infinities become None."
     x = float(x)
     return x if math.isfinite(x) else None
+
+def _label(vocab: Vocabulary | None, col: str) -> str:
+    "What a person calls a column: its label from the vocabulary, else its name."
+    return vocab.label(col) if vocab else col
+
+def _value(vocab: Vocabulary | None, x: Any, col: str | None = None, digits: int = 3, signed: bool = False) -> str:
+    "A value as a person reads it, with the unit of `col` (default: the target) when the vocabulary knows it."
+    if vocab is None or x is None: return number(x, digits, signed)
+    return vocab.value(x, col or vocab.target, digits, signed)
+
+def _metric_text(vocab: Vocabulary | None, x: Any, metric: str, digits: int = 4, signed: bool = False) -> str:
+    "A metric's value with its unit (RMSE, bias and residuals in the target's unit)."
+    return vocab.metric(x, metric, digits, signed) if vocab else number(x, digits, signed)
 
 # %% ../../nbs/13_evaluate.ipynb #c007
 def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
@@ -86,12 +100,15 @@ def _field(spec: Any, name: str) -> Any:
 
 def _fmt(x: float) -> str: return f"{x:g}"
 
-def _band_labels(x: pd.Series, bins: Sequence[float]) -> pd.Categorical:
+def _with_unit(text: str, unit: str | None) -> str: return text if not unit else f"{text}{unit}" if unit == "°" else f"{text} {unit}"
+
+def _band_labels(x: pd.Series, bins: Sequence[float], unit: str | None = None) -> pd.Categorical:
+    "Ordered levels of the bins, each named with the column's unit, then below and above the edges, missing last."
     edges = np.asarray(bins, dtype=float)
     if len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise EvaluateError(f"regime bins {list(bins)} must be at least two strictly increasing numbers.")
-    labels = [f"{_fmt(a)}–{_fmt(b)}" for a, b in pairwise(edges)]
-    below, above = f"below {_fmt(edges[0])}", f"above {_fmt(edges[-1])}"
+    labels = [_with_unit(f"{number(a)}–{number(b)}", unit) for a, b in pairwise(edges)]
+    below, above = _with_unit(f"below {number(edges[0])}", unit), _with_unit(f"above {number(edges[-1])}", unit)
     v = pd.to_numeric(x, errors="coerce").to_numpy(dtype=float)
     idx = np.searchsorted(edges, v, side="right") - 1
     idx[v == edges[-1]] = len(labels) - 1
@@ -151,7 +168,8 @@ def add_regimes(
     lat: str = "lat",                # latitude column, for by = "region"
     lon: str = "lon",                # longitude column, for by = "region"
     time: str | None = None,         # time column, for time parts whose spec names no column
-) -> pd.DataFrame:  # a copy of `df` with one `regime_<name>` column per regime
+    vocab: Vocabulary | None = None, # units of the columns (`display.vocabulary(cfg)`): bands carry them (kn)
+) -> pd.DataFrame:  # a copy of `df` with one `regime_<name>` column per regime, ordered categoricals where levels have an order
     "Label every row with its level in each regime."
     out = df.copy()
     for name, spec in regimes.items():
@@ -165,7 +183,7 @@ def add_regimes(
             raise EvaluateError(f"regime {name!r}: by = {by!r} is not known; use one of {', '.join(REGIME_BY)}, "
                                 "or leave it out to slice by a column's values.")
         elif bins:
-            out[f"regime_{name}"] = _band_labels(out[_need(out, col, name, "a")], bins)
+            out[f"regime_{name}"] = _band_labels(out[_need(out, col, name, "a")], bins, vocab.unit(col) if vocab else None)
         else:
             out[f"regime_{name}"] = out[_need(out, col, name, "a")]
     return out
@@ -210,8 +228,20 @@ def metrics_by_regime(
     out = {}
     for name in regimes:
         groups = df.groupby(f"regime_{name}", observed=True, sort=True, dropna=False)
-        out[name] = [_level_row(level, g, task, target, models) for level, g in groups]
+        out[name] = [_level_row(level, g, task, target, models) | {"order": i} for i, (level, g) in enumerate(groups)]
     return out
+
+def regime_rows(
+    metrics: Mapping[str, Any],   # metrics dict from `evaluate_model` or metrics.json (or its "by_regime" part)
+    regime: str,                  # regime name
+) -> pd.DataFrame:  # one row per level, in the regime's order; `level` an ordered categorical
+    "One regime's rows of the metrics, in level order however they were stored (by their `order`, when written)."
+    by = metrics.get("by_regime", metrics)
+    if regime not in by: raise EvaluateError(f"no regime {regime!r} in metrics; regimes are {list(by)}.")
+    rows = pd.DataFrame(by[regime])
+    if "order" in rows: rows = rows.sort_values("order", kind="stable").reset_index(drop=True)
+    if "level" in rows: rows["level"] = pd.Categorical(rows["level"], categories=list(dict.fromkeys(rows["level"])), ordered=True)
+    return rows
 
 # %% ../../nbs/13_evaluate.ipynb #c016
 def _check(name: str, passed: bool, value: Any, threshold: Any, meaning: str) -> dict:
@@ -229,6 +259,7 @@ def check_monotone(
     sample: int = 1000,                            # rows sampled from `features`
     seed: int = 0,                                 # sampling seed
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # recompute derived features before predict
+    vocab: Vocabulary | None = None,               # labels and units for the text (`display.vocabulary(cfg)`)
 ) -> dict:  # a check record
     "Raise one feature by Δ, others fixed: the prediction must move in `direction` for nearly all rows."
     if direction not in ("increasing", "decreasing"):
@@ -257,10 +288,12 @@ def check_monotone(
     mean_effect = float(np.nanmean(effect)) if n else float("nan")
     passed = n > 0 and wrong <= tolerance and mean_effect > 0 and right > 0
     verb, moved = ("rise", "rose") if direction == "increasing" else ("fall", "fell")
-    meaning = (f"Raising {feature} by {delta:.3g} with everything else unchanged should make the prediction {verb}. "
-               f"Of {n} sampled test rows it {moved} for {right:.1%}, moved the wrong way by more than {min_change:.3g} "
-               f"for {wrong:.1%} (allowed: {tolerance:.0%}), and did not move for {unchanged:.1%} (a tree model is flat "
-               f"between its split points; not a violation); on average it moved {sign * mean_effect:+.3g}.")
+    what = f"the predicted {vocab.target_label}" if vocab else "the prediction"
+    meaning = (f"Raising {_label(vocab, feature)} by {_value(vocab, delta, feature)} with everything else unchanged should "
+               f"make {what} {verb}. Of {number(n)} sampled test rows it {moved} for {percent(right)}, moved the wrong way "
+               f"by more than {_value(vocab, min_change)} for {percent(wrong)} (allowed: {percent(tolerance)}), and did "
+               f"not move for {percent(unchanged)} (a tree model is flat between its split points; not a violation); on "
+               f"average it moved {_value(vocab, sign * mean_effect, signed=True)}.")
     return _check(f"monotone_{feature}", passed,
                   {"share_wrong": wrong, "share_unchanged": unchanged, "share_right": right,
                    "mean_effect": _num(sign * mean_effect), "delta": delta, "min_change": min_change, "n": n},
@@ -271,6 +304,7 @@ def check_plausible(
     pred: Sequence[float] | np.ndarray | pd.Series,  # predictions
     target_min: float | None = None,                 # lowest plausible value (None: no lower bound)
     target_max: float | None = None,                 # highest plausible value (None: no upper bound)
+    vocab: Vocabulary | None = None,                 # the target's label and unit for the text
 ) -> dict:  # a check record
     "No missing predictions and none outside the physically plausible range."
     p = np.asarray(pred, dtype=float)
@@ -280,10 +314,12 @@ def check_plausible(
     below, above = int((p[~nan] < lo).sum()), int((p[~nan] > hi).sum())
     value = {"n": len(p), "n_missing": int(nan.sum()), "n_below": below, "n_above": above,
              "min": _num(p[~nan].min()) if (~nan).any() else None, "max": _num(p[~nan].max()) if (~nan).any() else None}
-    rng_txt = f"[{'-∞' if target_min is None else f'{target_min:g}'}, {'∞' if target_max is None else f'{target_max:g}'}]"
-    meaning = (f"Every prediction must be a number within the plausible range {rng_txt}. Of {len(p)} predictions, "
-               f"{value['n_missing']} are missing, {below} below and {above} above the range "
-               f"(lowest {value['min']}, highest {value['max']}).")
+    rng_txt = f"[{'-∞' if target_min is None else number(target_min)}, {'∞' if target_max is None else number(target_max)}]"
+    unit = vocab.target_unit if vocab else None
+    what = f"predicted {vocab.target_label}" if vocab else "prediction"
+    meaning = (f"Every {what} must be a number within the plausible range {rng_txt}{f' {unit}' if unit else ''}. Of "
+               f"{number(len(p))} predictions, {number(value['n_missing'])} are missing, {number(below)} below and "
+               f"{number(above)} above the range (lowest {_value(vocab, value['min'])}, highest {_value(vocab, value['max'])}).")
     return _check("plausible", nan.sum() + below + above == 0, value, [target_min, target_max], meaning)
 
 # %% ../../nbs/13_evaluate.ipynb #c022
@@ -401,6 +437,7 @@ def check_regimes_vs_baseline(
     n_boot: int = 200,                # bootstrap resamples per level
     seed: int = 0,                    # bootstrap seed
     target: str = "target",           # observed target column
+    vocab: Vocabulary | None = None,  # labels of the regimes and the target's unit for the text
 ) -> dict:  # a check record; `value` lists the failing levels
     "No slice in which the model is clearly worse than the baseline by more than the allowance."
     m, name = PRIMARY[task], _metric_name(task)
@@ -410,14 +447,17 @@ def check_regimes_vs_baseline(
     failing = [{"regime": r.regime, "level": r.level, "n": int(r.n), m: r.value, f"baseline_{m}": r.baseline,
                 "difference": r.difference, "interval": [r.low, r.high], "allowance": r.allowance}
                for r in bad.itertuples()]
-    texts = [f"{r.regime} {r.level}".strip() + f": {name} {r.value:.4g} vs baseline {r.baseline:.4g}, difference "
-             f"{r.difference:+.3g} (95% interval {r.low:+.3g} to {r.high:+.3g}), allowance {r.allowance:.3g}, n={r.n}"
-             for r in bad.itertuples()]
+    def mt(x, signed=False, digits=4): return _metric_text(vocab, x, name, digits, signed)
+    def where(r): return (f"{vocab.regime_label(r.regime) if vocab and r.regime else r.regime} {r.level}").strip()
+    texts = [f"{where(r)}: {name} {mt(r.value)} vs baseline {mt(r.baseline)}, difference {mt(r.difference, True, 3)} "
+             f"(95% interval {number(r.low, signed=True)} to {number(r.high, signed=True)}), allowance {mt(r.allowance, digits=3)}, "
+             f"n={number(int(r.n))}" for r in bad.itertuples()]
     meaning = (f"In no slice of the test data may the model's {name} exceed the simple baseline's by more than the "
-               f"allowance: the larger of {max_loss:.0%} of the baseline's {name} and {floor:.3g} ({name} units). A slice "
-               f"fails only when the whole 95% bootstrap interval of the difference (model − baseline, {n_boot} paired "
-               f"resamples) lies above its allowance, so a small slice fails only on clear evidence. {len(judged)} slices "
-               f"judged, {len(d) - len(judged)} with fewer than {min_rows} rows not judged; "
+               f"allowance: the larger of {percent(max_loss)} of the baseline's {name} and {mt(floor, digits=3)}"
+               f"{'' if vocab and vocab.metric_unit(name) else f' ({name} units)'}. A slice fails only when the whole 95% "
+               f"bootstrap interval of the difference (model − baseline, {n_boot} paired resamples) lies above its allowance, "
+               f"so a small slice fails only on clear evidence. {number(len(judged))} slices judged, "
+               f"{number(len(d) - len(judged))} with fewer than {min_rows} rows not judged; "
                + (f"failing: {'; '.join(texts)}." if texts else "none fails."))
     return _check("regimes_vs_baseline", not failing, failing, {"max_loss": max_loss, "floor": floor}, meaning)
 
@@ -427,6 +467,7 @@ def check_beats_baseline(
     pred: Sequence[float] | np.ndarray | pd.Series,      # the candidate's predictions
     baseline: Sequence[float] | np.ndarray | pd.Series,  # the baseline's predictions of the same rows
     task: str,                                           # "regression" | "classification"
+    vocab: Vocabulary | None = None,                     # the target's unit for the text
 ) -> dict:  # a check record
     "Overall, the candidate's error must not exceed the transparent baseline's beyond chance."
     _check_task(task)
@@ -436,16 +477,18 @@ def check_beats_baseline(
     m, name = PRIMARY[task], _metric_name(task)
     sa, sb = score(y, p, task)[m], score(y, b, task)[m]
     excess, low, high = _mean_interval(_losses(y, p, task) - _losses(y, b, task))
-    unit = "squared error" if task == "regression" else "log loss"
+    tu = vocab.target_unit if vocab and task == "regression" else None
+    unit = ("squared error" + (f", ({tu})²" if tu else "")) if task == "regression" else "log loss"
     if sa is None or sb is None or not np.isfinite(low):
-        passed, found = False, f"the {name} could not be computed on {len(y)} test rows"
+        passed, found = False, f"the {name} could not be computed on {number(len(y))} test rows"
     else:
         passed = bool(low <= 0)
         verdict = ("it beats the baseline" if sa < sb else "a tie: the difference is within chance" if passed
                    else "worse than the baseline beyond chance")
-        rel = f" ({sa / sb - 1:+.1%})" if sb else ""
-        found = (f"{name} {sa:.4g} against the baseline's {sb:.4g}{rel} on {len(y)} test rows: {verdict} (per row "
-                 f"{excess:+.3g} {unit}, 95 % interval {low:+.3g} … {high:+.3g})")
+        rel = f" ({percent(sa / sb - 1, signed=True)})" if sb else ""
+        found = (f"{name} {_metric_text(vocab, sa, name)} against the baseline's {_metric_text(vocab, sb, name)}{rel} on "
+                 f"{number(len(y))} test rows: {verdict} (per row {number(excess, signed=True)} {unit}, 95 % interval "
+                 f"{number(low, signed=True)} … {number(high, signed=True)})")
     meaning = (f"Overall, the candidate's {name} must not exceed the simple baseline's beyond chance: a model that does "
                f"no better than the baseline adds complexity for nothing. Found: {found}.")
     return _check("beats_baseline", passed, {m: sa, f"baseline_{m}": sb, "excess": _num(excess), "excess_low": _num(low),
@@ -458,6 +501,7 @@ def check_skill(
     pred: Sequence[float] | np.ndarray | pd.Series,  # the candidate's predictions
     reference: float,                                # the no-skill prediction: training mean, or share of class 1
     task: str,                                       # "regression" | "classification"
+    vocab: Vocabulary | None = None,                 # the target's unit for the text
 ) -> dict:  # a check record
     "The candidate must beat the no-skill prediction by more than chance."
     _check_task(task)
@@ -470,13 +514,15 @@ def check_skill(
     m, name = PRIMARY[task], _metric_name(task)
     a = score(y, p, task)[m]
     b = score(y, np.full(len(y), float(reference)), task)[m]
-    ref = f"the training mean {reference:.4g}" if task == "regression" else f"the training share of class 1, {reference:.3g}"
+    ref = (f"the training mean {_value(vocab, reference, digits=4)}" if task == "regression"
+           else f"the training share of class 1, {number(reference)}")
     meaning = (f"The candidate must predict better than a constant ({ref}) by more than chance: otherwise it has learnt "
-               f"nothing worth reviewing (a shuffled or unrelated target). Its {name} is {a:.4g} against the constant's "
-               f"{b:.4g} on {n} test rows" if a is not None and b is not None else
+               f"nothing worth reviewing (a shuffled or unrelated target). Its {name} is {_metric_text(vocab, a, name)} against "
+               f"the constant's {_metric_text(vocab, b, name)} on {number(n)} test rows" if a is not None and b is not None else
                f"The candidate must predict better than a constant ({ref}); no test row could be scored")
-    unit = "squared error" if task == "regression" else "log loss"
-    if np.isfinite(low): meaning += f"; mean gain per row {mean:.4g} {unit}, 95 % interval from {low:.4g}."
+    tu = vocab.target_unit if vocab and task == "regression" else None
+    unit = ("squared error" + (f", ({tu})²" if tu else "")) if task == "regression" else "log loss"
+    if np.isfinite(low): meaning += f"; mean gain per row {number(mean, 4)} {unit}, 95 % interval from {number(low, 4)}."
     return _check("has_skill", bool(np.isfinite(low) and low > 0),
                   {m: a, f"no_skill_{m}": b, "gain": _num(mean), "gain_low": _num(low), "reference": float(reference), "n": n},
                   0.0, meaning)
@@ -488,16 +534,19 @@ def check_vs_champion(
     champion: Mapping[str, Any],      # `score` of the champion on the same rows
     task: str,                        # "regression" | "classification"
     max_loss: float | None = None,    # largest allowed relative excess over the champion; None: informational
+    vocab: Vocabulary | None = None,  # the target's unit for the text
 ) -> dict:  # a check record
     "Compare the candidate's overall error with the champion's."
     m = PRIMARY[task]
     a, b = model[m], champion[m]
     rel = None if a is None or not b else a / b - 1
     passed = max_loss is None or (a is not None and b is not None and a <= b * (1 + max_loss))
-    if a is None or b is None: found = f"{m.upper()} could not be computed"
-    else: found = f"{m.upper()} {a:.4g} vs champion's {b:.4g}" + (f" ({rel:+.1%})" if rel is not None else "")
+    name = _metric_name(task)
+    if a is None or b is None: found = f"{name} could not be computed"
+    else: found = (f"{name} {_metric_text(vocab, a, name)} vs champion's {_metric_text(vocab, b, name)}"
+                   + (f" ({percent(rel, signed=True)})" if rel is not None else ""))
     rule = ("Reported for information (no limit set)" if max_loss is None
-            else f"The candidate may be worse than the current champion by at most {max_loss:.0%}")
+            else f"The candidate may be worse than the current champion by at most {percent(max_loss)}")
     return _check("vs_champion", passed, {m: a, f"champion_{m}": b, "relative": rel}, max_loss,
                   f"{rule}. On the same test rows: {found}.")
 
@@ -520,6 +569,7 @@ def run_checks(
     min_regime_rows: int = 30,         # regime levels with fewer test rows are not judged
     seed: int = 0,                     # sampling seed of the monotone checks and the bootstrap
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # monotone: recompute derived features
+    vocab: Vocabulary | None = None,   # labels and units for the check texts (`display.vocabulary(cfg)`)
 ) -> list[dict]:  # check records {name, passed, value, threshold, meaning}
     "Run the behavioural checks configured for a dataset."
     _check_task(task)
@@ -529,20 +579,21 @@ def run_checks(
             raise EvaluateError("monotone checks need `features` and `predict`; pass the test rows' model inputs.")
         checks.append(check_monotone(features, predict, spec["feature"], spec.get("direction", "increasing"),
                                      spec.get("delta"), spec.get("tolerance", 0.05), spec.get("min_change"),
-                                     seed=seed, prepare=prepare))
+                                     seed=seed, prepare=prepare, vocab=vocab))
     if task == "classification" and target_min is None and target_max is None: target_min, target_max = 0.0, 1.0
-    checks.append(check_plausible(predictions["pred"], target_min, target_max))
+    checks.append(check_plausible(predictions["pred"], target_min, target_max, vocab))
     y = predictions[target]
-    if skill_reference is not None: checks.append(check_skill(y, predictions["pred"], skill_reference, task))
+    if skill_reference is not None: checks.append(check_skill(y, predictions["pred"], skill_reference, task, vocab))
     if "baseline_pred" in predictions:
         if beat_baseline:
-            checks.append(check_beats_baseline(y, predictions["pred"], predictions["baseline_pred"], task))
+            checks.append(check_beats_baseline(y, predictions["pred"], predictions["baseline_pred"], task, vocab))
         if max_regime_loss_vs_baseline is not None:
             checks.append(check_regimes_vs_baseline(predictions, regimes, task, max_regime_loss_vs_baseline,
-                                                    regime_loss_floor, min_regime_rows, seed=seed, target=target))
+                                                    regime_loss_floor, min_regime_rows, seed=seed, target=target,
+                                                    vocab=vocab))
     if "champion_pred" in predictions and predictions["champion_pred"].notna().any():
         checks.append(check_vs_champion(score(y, predictions["pred"], task),
-                                        score(y, predictions["champion_pred"], task), task, max_loss_vs_champion))
+                                        score(y, predictions["champion_pred"], task), task, max_loss_vs_champion, vocab))
     return checks
 
 # %% ../../nbs/13_evaluate.ipynb #c030
@@ -582,6 +633,7 @@ def evaluate_model(
     keep: Sequence[str] = (),      # extra columns copied into predictions (time, entity, lat, lon ...)
     seed: int = 0,                 # sampling seed of the monotone checks
     prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,  # monotone: recompute derived features
+    vocab: Vocabulary | None = None,  # labels and units (`display.vocabulary(cfg)`): bands carry units, checks say t/day
 ) -> tuple[pd.DataFrame, dict, list[dict]]:  # (predictions, metrics, checks)
     "Predict, score by regime and run the behavioural checks: everything the evaluate stage writes."
     _check_task(task)
@@ -599,7 +651,8 @@ def evaluate_model(
     pred["residual"] = pred["target"] - pred["pred"]
     for col in keep: pred[col] = features[col].to_numpy()
     used = {_field(s, "column") or time for s in regimes.values()} | {lat, lon}
-    lab = add_regimes(features[[c for c in features.columns if c in used]], regimes, lat=lat, lon=lon, time=time)
+    lab = add_regimes(features[[c for c in features.columns if c in used]], regimes, lat=lat, lon=lon, time=time,
+                      vocab=vocab)
     for name in regimes: pred[f"regime_{name}"] = lab[f"regime_{name}"].array  # keeps an ordered categorical's order
     test = pred[is_test]
     train_y = pd.to_numeric(features.loc[~is_test, target], errors="coerce").dropna()
@@ -613,7 +666,7 @@ def evaluate_model(
                         target_min=target_min, target_max=target_max, regimes=list(regimes),
                         max_regime_loss_vs_baseline=max_regime_loss_vs_baseline, regime_loss_floor=regime_loss_floor,
                         beat_baseline=beat_baseline, skill_reference=reference, max_loss_vs_champion=max_loss_vs_champion, min_regime_rows=min_regime_rows, seed=seed,
-                        prepare=prepare)
+                        prepare=prepare, vocab=vocab)
     return pred, metrics, checks
 
 # %% ../../nbs/13_evaluate.ipynb #c037
@@ -621,26 +674,29 @@ def plot_metrics_by_regime(
     metrics: Mapping[str, Any],   # metrics dict from `evaluate_model` (or its "by_regime" part)
     regime: str,                  # regime name
     ax: Any = None,               # matplotlib Axes to draw on; default: a new figure
+    vocab: Vocabulary | None = None,  # the regime's label and the metric's unit
 ) -> Any:  # the matplotlib Figure
-    "Bar chart of each model's error per level of one regime."
+    "Bar chart of each model's error per level of one regime, levels in the regime's order."
     import matplotlib.pyplot as plt
-    by = metrics.get("by_regime", metrics)
-    if regime not in by: raise EvaluateError(f"no regime {regime!r} in metrics; regimes are {list(by)}.")
-    rows = pd.DataFrame(by[regime])
+    rows = regime_rows(metrics, regime)
     m = "rmse" if "rmse" in rows else "logloss"
     cols = [c for c in (m, f"baseline_{m}", f"champion_{m}") if c in rows]
     if ax is None: _, ax = plt.subplots(figsize=(max(5, 0.6 * len(rows) * len(cols)), 3.5))
     x, w = np.arange(len(rows)), 0.8 / len(cols)
     for i, c in enumerate(cols):
         ax.bar(x + (i - (len(cols) - 1) / 2) * w, rows[c].astype(float), w, label={m: "candidate"}.get(c, c.split("_")[0]))
-    ax.set_xticks(x, [f"{lv}\n(n={k})" for lv, k in zip(rows.level, rows.n)], rotation=0 if len(rows) < 8 else 45, fontsize=8)
-    ax.set_ylabel(m.upper()); ax.set_title(f"{m.upper()} by {regime}"); ax.legend(fontsize=8)
+    ax.set_xticks(x, [f"{lv}\n(n={number(k)})" for lv, k in zip(rows.level, rows.n)], rotation=0 if len(rows) < 8 else 45, fontsize=8)
+    name = _metric_name("regression" if m == "rmse" else "classification")
+    unit = vocab.metric_unit(name) if vocab else None
+    ax.set_ylabel(name + (f" ({unit})" if unit else "")); ax.set_title(f"{name} by {vocab.regime_label(regime) if vocab else regime}")
+    ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
 
 def plot_residuals(
     predictions: pd.DataFrame,    # predictions frame: target, pred, residual [, split]
     split: str | None = "test",   # rows of this split only (None: all rows)
+    vocab: Vocabulary | None = None,  # the target's label and unit for the axes
 ) -> Any:  # the matplotlib Figure
     "Predicted vs observed (hexbin) and the residual distribution."
     import matplotlib.pyplot as plt
@@ -649,9 +705,11 @@ def plot_residuals(
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.8))
     hb = a.hexbin(d.target, d.pred, gridsize=40, mincnt=1, bins="log", cmap="viridis")
     lo, hi = float(min(d.target.min(), d.pred.min())), float(max(d.target.max(), d.pred.max()))
-    a.plot([lo, hi], [lo, hi], "r--", lw=1); a.set_xlabel("observed"); a.set_ylabel("predicted")
+    unit = f" ({vocab.target_unit})" if vocab and vocab.target_unit else ""
+    a.plot([lo, hi], [lo, hi], "r--", lw=1); a.set_xlabel(f"observed{unit}"); a.set_ylabel(f"predicted{unit}")
     fig.colorbar(hb, ax=a, label="rows")
     b.hist(d.target - d.pred, bins=60, color="tab:blue"); b.axvline(0, color="r", lw=1)
-    b.set_xlabel("residual (observed − predicted)"); b.set_ylabel("rows")
-    fig.suptitle(f"{len(d)} {split or 'all'} rows"); fig.tight_layout()
+    b.set_xlabel(f"residual, observed − predicted{unit}"); b.set_ylabel("rows")
+    what = f"{vocab.target_label[:1].upper()}{vocab.target_label[1:]}: " if vocab else ""
+    fig.suptitle(f"{what}{number(len(d))} {split or 'all'} rows"); fig.tight_layout()
     return fig

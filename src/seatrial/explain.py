@@ -20,8 +20,8 @@ from .train import choose_threads
 
 # %% auto #0
 __all__ = ['LOG_LINK', 'LOG_ODDS', 'ExplainError', 'AdditivityError', 'ShapResult', 'assert_additive', 'booster_objective',
-           'compute_shap', 'ShapScale', 'shap_scale', 'write_shap', 'global_importance', 'plot_importance',
-           'plot_dependence']
+           'compute_shap', 'ShapScale', 'shap_scale', 'write_shap', 'global_importance', 'TargetContributions',
+           'contributions_in_target_units', 'plot_importance', 'plot_dependence']
 
 # %% ../../nbs/14_explain.ipynb #c005
 class ExplainError(SeatrialError):
@@ -176,12 +176,71 @@ def write_shap(
 def global_importance(
     result: ShapResult,    # from `compute_shap`
 ) -> pd.DataFrame:  # columns feature, mean_abs_shap; largest first
-    "Mean absolute SHAP value per feature (on the scale of `result.output`, kept in `attrs`)."
+    "Mean absolute SHAP value per feature (on the scale of `result.output`, kept in `attrs`); for a log model also the mean |percent change| of the prediction."
     imp = result.values.abs().mean()
-    out = (pd.DataFrame({"feature": result.features, "mean_abs_shap": imp.to_numpy()})
+    cols = {"feature": result.features, "mean_abs_shap": imp.to_numpy()}
+    if result.output == "log": cols["mean_abs_percent"] = np.abs(np.expm1(result.values.to_numpy(dtype=float))).mean(axis=0)
+    out = (pd.DataFrame(cols)
            .sort_values("mean_abs_shap", ascending=False, kind="stable").reset_index(drop=True))
     out.attrs["shap_output"] = result.output  # the scale of mean_abs_shap, for labels
     return out
+
+# %% ../../nbs/14_explain.ipynb #c018b
+@dataclass
+class TargetContributions:
+    "SHAP values read in the target's unit (see `contributions_in_target_units`); frames keep the input's rows and columns."
+    log_target: bool             # True: the values are on the log scale and each feature multiplies the prediction
+    shap: pd.DataFrame           # the values as given (raw-score scale: log of the prediction for a log model)
+    factor: pd.DataFrame         # exp(value): what each feature multiplies the prediction by (log model); NaN otherwise
+    percent: pd.DataFrame        # change of the prediction due to each feature, as a fraction (0.05 is +5 %)
+    amount: pd.DataFrame         # the same change in the target's unit at the row's prediction
+    baseline: float              # the prediction with no feature known: exp(base value), or the base value
+    prediction: pd.Series        # each row's prediction in the target's unit
+
+    def importance(self) -> pd.Series:  # feature -> mean |percent change|, largest first
+        "Mean absolute percent change of the prediction per feature: importance a person can read."
+        return self.percent.abs().mean().sort_values(ascending=False, kind="stable")
+
+    def steps(self,
+              row: Any = None,        # index label of the row; default: the first
+              ) -> pd.DataFrame:      # feature, shap, factor, percent, start, end, change (target unit), in column order
+        "One row's waterfall in the target's unit: from the baseline, each feature in turn moves the prediction."
+        i = self.shap.index[0] if row is None else row
+        s = self.shap.loc[i].to_numpy(dtype=float)
+        if self.log_target: end = self.baseline * np.exp(np.cumsum(s))
+        else: end = self.baseline + np.cumsum(s)
+        start = np.concatenate([[self.baseline], end[:-1]])
+        return pd.DataFrame({"feature": list(self.shap.columns), "shap": s, "factor": self.factor.loc[i].to_numpy(dtype=float),
+                             "percent": (end - start) / np.where(start != 0, np.abs(start), np.nan),
+                             "start": start, "end": end, "change": end - start})
+
+def contributions_in_target_units(
+    shap: pd.DataFrame | pd.Series | np.ndarray,  # SHAP values: rows x features (a Series or 1-D array: one row)
+    base: float,                                  # the base value, on the same scale as `shap`
+    log_target: bool,                             # True when the model predicts exp(raw score) (gamma, poisson, tweedie)
+    prediction: Sequence[float] | np.ndarray | pd.Series | float | None = None,  # each row's prediction in the
+                                                  # target's unit; default: from `base` and `shap` (all features given)
+) -> TargetContributions:
+    "SHAP values in the target's unit: factors and percent changes of the prediction, and amounts at each row's prediction."
+    if isinstance(shap, pd.Series): shap = shap.to_frame().T
+    elif not isinstance(shap, pd.DataFrame):
+        a = np.asarray(shap, dtype=float)
+        shap = pd.DataFrame(a.reshape(1, -1) if a.ndim == 1 else a)
+    s = shap.astype(float)
+    raw = base + s.sum(axis=1)
+    if prediction is None: pred = np.exp(raw) if log_target else raw
+    else: pred = pd.Series(np.broadcast_to(np.asarray(prediction, dtype=float), (len(s),)), index=s.index)
+    p = pred.to_numpy(dtype=float)[:, None]
+    if log_target:
+        factor = np.exp(s)
+        percent, amount = factor - 1, pd.DataFrame(p * (1 - np.exp(-s.to_numpy())), index=s.index, columns=s.columns)
+        baseline = float(np.exp(base))
+    else:
+        factor = pd.DataFrame(np.nan, index=s.index, columns=s.columns)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            percent = pd.DataFrame(s.to_numpy() / np.where(p != 0, np.abs(p), np.nan), index=s.index, columns=s.columns)
+        amount, baseline = s, float(base)
+    return TargetContributions(bool(log_target), s, factor, percent, amount, baseline, pd.Series(p[:, 0], index=s.index))
 
 # %% ../../nbs/14_explain.ipynb #c020
 def plot_importance(
@@ -189,16 +248,23 @@ def plot_importance(
     top: int = 20,                       # show the `top` features
     ax: Any = None,                      # matplotlib Axes; default: a new figure
     scale: ShapScale | None = None,      # the SHAP scale, for the axis label; default: from `result`
+    labels: dict[str, str] | None = None,  # feature -> what a person calls it (e.g. `Vocabulary.labels`)
 ) -> Any:  # the matplotlib Figure
-    "Horizontal bar chart of mean |SHAP| per feature."
+    "Horizontal bar chart of mean |SHAP| per feature; for a log model, the mean percent change of the prediction."
     import matplotlib.pyplot as plt
     imp = global_importance(result) if isinstance(result, ShapResult) else result
     imp = imp.head(top).iloc[::-1]
     if ax is None: _, ax = plt.subplots(figsize=(6, 0.3 * len(imp) + 1.2))
-    ax.barh(imp.feature.astype(str), imp.mean_abs_shap, color="tab:blue")
+    names = [labels.get(f, f) for f in imp.feature.astype(str)] if labels else imp.feature.astype(str)
     output = result.output if isinstance(result, ShapResult) else result.attrs.get("shap_output")
-    scale = scale or (shap_scale(output) if output else None)
-    ax.set_xlabel("mean |SHAP value|" + (f" ({scale.label})" if scale else "")); ax.set_title("Global feature importance")
+    if "mean_abs_percent" in imp:   # a log model: each feature multiplies the prediction; show how much, in percent
+        ax.barh(names, 100 * imp.mean_abs_percent, color="tab:blue")
+        ax.set_xlabel("mean change of the prediction (%)")
+    else:
+        ax.barh(names, imp.mean_abs_shap, color="tab:blue")
+        scale = scale or (shap_scale(output) if output else None)
+        ax.set_xlabel("mean |SHAP value|" + (f" ({scale.label})" if scale else ""))
+    ax.set_title("Global feature importance")
     ax.figure.tight_layout()
     return ax.figure
 
@@ -209,6 +275,7 @@ def plot_dependence(
     max_scatter: int = 5000,   # above this many rows, draw a hexbin instead of points
     ax: Any = None,            # matplotlib Axes; default: a new figure
     scale: ShapScale | None = None,  # the SHAP scale, for the axis label; default: from `result`
+    title: str | None = None,  # what a person calls the feature, with its unit ("Speed through water (kn)"); default: its name
 ) -> Any:  # the matplotlib Figure
     "SHAP value of one feature against the feature's value."
     import matplotlib.pyplot as plt
@@ -232,7 +299,8 @@ def plot_dependence(
         else:
             ax.scatter(xv[ok], s[ok], s=4, alpha=0.5)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel(feature); ax.set_ylabel(f"SHAP value of {feature} ({(scale or shap_scale(result)).label})")
-    ax.set_title(f"How {feature} moves the prediction ({len(X)} rows)")
+    name = title or feature
+    ax.set_xlabel(name); ax.set_ylabel(f"SHAP value ({(scale or shap_scale(result)).label})")
+    ax.set_title(f"How {name[:1].lower() + name[1:]} moves the prediction ({len(X):,} rows)")
     ax.figure.tight_layout()
     return ax.figure

@@ -18,8 +18,9 @@ import pandas as pd
 from .. import review
 from .app import evidence_frame, history_frame
 from .store import AuditStore
-from .views import OverviewView, fmt, inert
+from .views import ExplanationView, OverviewView, fmt, inert
 from ..core import SeatrialError, atomic_path
+from ..display import Vocabulary, count, when
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
@@ -64,6 +65,7 @@ def map_figure(
     lon: str, lat: str,    # coordinate columns
     value: str,            # what colours the map, e.g. "residual"
     width: int = 480, height: int = 240,  # raster cells across and down (each drawn as a block of screen pixels)
+    title: str | None = None,  # the colour bar's title, with the unit (residual in t/day)
 ):  # a matplotlib figure
     "Every point rasterised (mean of `value` per pixel) over the land outlines: no sampling, any size."
     import datashader as ds
@@ -82,18 +84,23 @@ def map_figure(
     ax.add_collection(LineCollection(rings, colors="#8a8a8a", linewidths=0.6))
     im = ax.imshow(agg.values, origin="lower", extent=(x0, x1, y0, y1), cmap="RdBu_r", vmin=-limit, vmax=limit,
                    interpolation="nearest", aspect="auto")
-    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="longitude", ylabel="latitude")
-    fig.colorbar(im, ax=ax, label=f"mean {value}")
+    ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="Longitude (°E)", ylabel="Latitude (°N)")
+    fig.colorbar(im, ax=ax, label=title or f"mean {value}")
     return fig
 
-def importance_figure(importance: pd.DataFrame, top: int = 15):  # a matplotlib figure
-    "Global SHAP importance (mean |SHAP|), largest on top."
+def importance_figure(
+    importance: pd.DataFrame,     # largest first: feature [, label], and the value column
+    top: int = 15,                # bars shown
+    value: str = "mean_abs_shap", # the column the bars show
+    xlabel: str | None = None,    # the axis title, with its unit; default: mean |SHAP value|
+):  # a matplotlib figure
+    "Global importance, largest on top, features by their labels when the frame has them."
     from matplotlib.figure import Figure
     imp = importance.head(top).iloc[::-1]
     fig = Figure(figsize=(7, 0.3 * len(imp) + 1))
     ax = fig.add_subplot()
-    ax.barh(imp["feature"].astype(str), imp["mean_abs_shap"])
-    ax.set_xlabel("mean |SHAP value|")
+    ax.barh(imp["label" if "label" in imp else "feature"].astype(str), imp[value])
+    ax.set_xlabel(xlabel or "mean |SHAP value|")
     return fig
 
 # %% ../../../nbs/28_audit_report.ipynb #c007
@@ -202,24 +209,36 @@ def export_report(
     make_folders(path)
     check_writable(path)   # before the figures are drawn
     cols, unit = store.columns, review.target_unit(ev.paths.get("config"))
+    vocab = getattr(store, "vocabulary", None) or Vocabulary()
     judged = review.METRIC_NAMES[PRIMARY[store.task]]
     parts = [f"<h1>Sea trial of {inert(ev.model)} version {inert(ev.version)}</h1>",
-             f"<p>Report written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by {inert(store.identity.name if store.identity else '')}; "
-             f"champion at that time: {inert(store.champion_version or 'none')}.</p>",
+             f"<p>Report written {when(datetime.now(UTC))} by {inert(store.identity.name if store.identity else '')}; "
+             f"champion at that time: {inert('version ' + store.champion_version if store.champion_version else 'none')}.</p>",
              "<h2>Overall metrics</h2>", html_table(overall_metrics(store, unit)),
-             f"<p>Every test row ({len(store.frame):,}), the same rows for each model. {inert(judged)} is the error the "
+             f"<p>Every test row ({count(len(store.frame))}), the same rows for each model. {inert(judged)} is the error the "
              "model is judged on; lower is better for it and for MAE, MAPE, log-loss and the Brier score, higher for R², "
              "AUC and accuracy. The baseline is the transparent model the candidate must beat.</p>",
              "<h2>Behavioural checks</h2>", OverviewView(store=store).checks_html()]
     for regime in _regimes(store.frame):
-        parts += [f"<h2>Metrics by {inert(regime)}</h2>", html_table(regime_frame(store.regime_table(regime), unit))]
-    parts += ["<h2>SHAP importance</h2>", _png(importance_figure(store.importance()))]
+        parts += [f"<h2>Metrics by {inert(vocab.regime_label(regime))}</h2>",
+                  html_table(regime_frame(_with_units(store, regime, store.regime_table(regime)), unit))]
+    ex = ExplanationView(store=store)
+    bars = ex.importance()
+    value = bars.vdims[0].name               # "mean |change of the predicted ... (%)|", or in the target's unit
+    bars = bars.data.iloc[::-1]              # largest first
+    parts += [f"<h2>What drives the predicted {inert(vocab.target_label)}</h2>",
+              _png(importance_figure(bars, value=value, xlabel=value[:1].upper() + value[1:])),
+              "<p>" + ("The model works on the log scale: each feature multiplies the prediction, so its importance is the "
+                       "mean percent change it makes to the prediction." if ex.log_target else
+                       "The mean size of each feature's contribution to the prediction.") + "</p>"]
     if cols.get("lat") and cols.get("lon"):
+        res = "Mean residual, observed − predicted" + (f" ({vocab.metric_unit('residual')})" if vocab.metric_unit("residual") else "")
         parts += ["<h2>Residuals on the map (every test point)</h2>",
-                  _png(map_figure(store.frame, cols["lon"], cols["lat"], "residual"))]
+                  _png(map_figure(store.frame, cols["lon"], cols["lat"], "residual", title=res))]
         if "error_diff" in store.frame:
+            diff = "|candidate error| − |champion error|" + (f" ({vocab.target_unit})" if vocab.target_unit else "")
             parts += ["<h2>Error against the champion (positive: candidate worse)</h2>",
-                      _png(map_figure(store.frame, cols["lon"], cols["lat"], "error_diff"))]
+                      _png(map_figure(store.frame, cols["lon"], cols["lat"], "error_diff", title=diff))]
     parts += ["<h2>Decisions</h2>", html_table(history_frame(review.history(store.root, ev.model, ev.version))),
               "<h2>Evidence</h2>", html_table(evidence_frame(ev))]
     doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>seatrial audit: {inert(ev.model)} v"
@@ -229,6 +248,14 @@ def export_report(
     except OSError as e:   # the disk filled up, or the folder changed since it was checked: nothing half-written is left
         raise ReportPathError(f"cannot write the report to {path}: {e.strerror or e}; nothing was written") from None
     return path
+
+def _with_units(store: AuditStore, regime: str, table: pd.DataFrame) -> pd.DataFrame:
+    "A regime table whose band levels carry the column's unit (also for runs made before evaluate wrote it)."
+    from seatrial.audit import views
+    level_text = getattr(views, "level_text", None)
+    if level_text is None or "level" not in table: return table
+    spec = store.data.regimes.get(regime)
+    return table.assign(level=[level_text(lv, spec, getattr(store, "vocabulary", None)) for lv in table["level"]])
 
 def _regimes(frame: pd.DataFrame) -> list[str]:
     return [c.removeprefix("regime_") for c in frame.columns if c.startswith("regime_")]
