@@ -17,8 +17,9 @@ pays one-time costs; that first page is shown apart):
     `git archive`, nothing in the working tree changes), with logins.
   - ours: serve_audit as it is now, with logins, its default processes; and `--processes 1 2 ...` adds one row each.
 For each, --sessions (default 1 5 20) reviewers at once, --repeat rounds each; a round's sessions are closed before the
-next. Figures: median, p90 and max of the first-page times of all rounds, the HTML page alone (median), and the
-one-minute load average before each round (the machine is shared: read the figures with it).
+next. Figures: median, p90 and max of the first-page times of all rounds, the HTML page alone (median), the server's
+CPU seconds per session (user + system of the server and its workers over a round, divided by its sessions: what a
+shared machine does not blur), and the one-minute load average before each round (read the times with it).
 
 The project: --root (a project with a candidate awaiting review), else the demo made once in
 benchmarks/out/sessions/ by `seatrial demo --rows 200000` (about three minutes).
@@ -73,6 +74,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def server_cpu(pgid: int) -> float:
+    "CPU seconds (user + system) used so far by every process of a process group: the server and its workers."
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit(): continue
+        try: fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError: continue
+        if int(fields[2]) == pgid: total += int(fields[11]) + int(fields[12])   # pgrp; utime, stime
+    return total / tick
 
 
 def load() -> str:
@@ -240,20 +252,23 @@ def measure(server: Server, names: list[str], sessions: list[int], repeat: int, 
     first = asyncio.run(round_of(server.base, asyncio.run(logins(1)), quiet))[0]
     out = {"first session": first, "rounds": {}}
     for n in sessions:
-        times, html, last, loads = [], [], [], []
+        times, html, last, loads, cpu = [], [], [], [], []
         for _ in range(repeat):
             jars = asyncio.run(logins(n))
             time.sleep(2.0)   # let the logins' work settle
             loads.append(load())
+            cpu0 = server_cpu(server.proc.pid)
             res = asyncio.run(round_of(server.base, jars, quiet))
+            cpu.append((server_cpu(server.proc.pid) - cpu0) / n)
             times += [r["complete"] for r in res]
             html += [r["html"] for r in res]
             last += [r["last message"] for r in res]
         out["rounds"][n] = {"median": statistics.median(times), "p90": p90(times), "max": max(times),
                             "html median": statistics.median(html),
-                            "last message median": statistics.median(last), "load before": loads, "times": times}
+                            "last message median": statistics.median(last), "load before": loads, "times": times,
+                            "server cpu per session": statistics.median(cpu)}
         print(f"    {n:>3} at once: median {out['rounds'][n]['median']:.2f} s, p90 {out['rounds'][n]['p90']:.2f} s, "
-              f"max {max(times):.2f} s; HTML {statistics.median(html):.2f} s, last message {statistics.median(last):.2f} s (median) (load before: {'; '.join(loads)})", flush=True)
+              f"max {max(times):.2f} s; server CPU {statistics.median(cpu):.2f} s per session; HTML {statistics.median(html):.2f} s, last message {statistics.median(last):.2f} s (median) (load before: {'; '.join(loads)})", flush=True)
     return out
 
 
@@ -291,11 +306,13 @@ def main() -> None:
         finally:
             server.stop()
     print(f"\nReviewers opening the app at once: first page complete (s), median / p90 / max; load after: {load()}")
-    print(f"| server | {' | '.join(f'{n} at once' for n in args.sessions)} | HTML page alone, {max(args.sessions)} at once (median) |")
-    print(f"|---|{'---:|' * (len(args.sessions) + 1)}")
+    print(f"| server | {' | '.join(f'{n} at once' for n in args.sessions)} | HTML page alone, {max(args.sessions)} at once (median) "
+          f"| server CPU per session ({' / '.join(map(str, args.sessions))}) |")
+    print(f"|---|{'---:|' * (len(args.sessions) + 2)}")
     for label, r in results.items():
         cells = [f"{r['rounds'][n]['median']:.2f} / {r['rounds'][n]['p90']:.2f} / {r['rounds'][n]['max']:.2f}" for n in args.sessions]
-        print(f"| {label} | {' | '.join(cells)} | {r['rounds'][max(args.sessions)]['html median']:.2f} |")
+        cpu = " / ".join(f"{r['rounds'][n]['server cpu per session']:.2f}" for n in args.sessions)
+        print(f"| {label} | {' | '.join(cells)} | {r['rounds'][max(args.sessions)]['html median']:.2f} | {cpu} s |")
     labels = list(results)
     if len(labels) > 1:
         ours = next((k for k in labels if k.startswith("ours (")), labels[-1])

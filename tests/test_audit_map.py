@@ -2,26 +2,27 @@
 taps that reach the store (through the real AuditStore, on demo data and on a project built by the real pipeline)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from importlib.resources import files
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pn = pytest.importorskip("panel")
-hv = pytest.importorskip("holoviews")
 pytest.importorskip("datashader")
 
 from bokeh.document import Document  # noqa: E402
-from bokeh.models import ColorBar, GlyphRenderer, Image, MultiPolygons, Patches, Scatter  # noqa: E402
+from bokeh.models import ColorBar, GlyphRenderer, Image, MultiPolygons, Patches, Plot, Scatter  # noqa: E402
 from matplotlib.path import Path as Polygon  # noqa: E402
 
 from seatrial.audit.map import MapData, MapView, land_outlines, warm_up  # noqa: E402
-from seatrial.audit.store import AuditStore, demo_data  # noqa: E402
+from seatrial.audit.store import AuditStore, VersionData, demo_data  # noqa: E402
+from seatrial.display import number, when  # noqa: E402
 
-hv.extension("bokeh", logo=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,21 @@ def glyphs(root, kind) -> list[int]:
             for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, kind)]
 
 
-def plotted(layout, root) -> list:
-    "The HoloViews elements currently drawn by the view's map."
-    hvpane = layout.select(pn.pane.HoloViews)[0]
-    plot = hvpane._plots[root.ref["id"]][0]
-    return [p.current_frame for p in plot.traverse(lambda p: p) if getattr(p, "current_frame", None) is not None
-            and not isinstance(p.current_frame, hv.Overlay)]
+def layer(root, name: str):
+    "The data of the map's layer of that name ('points', 'tracks', 'land', 'outline', 'marker')."
+    return root.select_one({"type": GlyphRenderer, "name": name}).data_source.data
+
+
+def drawn(view: MapView, root) -> str | None:
+    "The value column the points layer of the Bokeh tree shows (None when it shows another's values)."
+    col = view.value_column()
+    got = layer(root, "points")
+    if view.large:   # the points image holds the raster of that column
+        want = view.raster(col)["image"][0]
+        return col if np.array_equal(got["image"][0], want, equal_nan=True) else None
+    v = view.store.frame[col].to_numpy(dtype=float)
+    want = np.sort(np.abs(v[np.isfinite(v)]))   # every finite value, smallest |value| first
+    return col if np.array_equal(np.abs(np.asarray(got["value"], dtype=float)), want) else None
 
 
 def test_land_outlines_are_shipped_and_cover_land():
@@ -74,26 +84,27 @@ def test_small_frame_draws_every_point(small_data):
     store = AuditStore.from_data(small_data, model="fleet", version="2")
     view = MapView(store=store)
     assert not view.large
-    root, layout = render(view)
+    root, _ = render(view)
     assert len(small_data.frame) in glyphs(root, Scatter) and not glyphs(root, Image)
     assert glyphs(root, (MultiPolygons, Patches))   # the land underneath
-    points = [e for e in plotted(layout, root) if isinstance(e, hv.Points) and len(e) == len(small_data.frame)]
-    assert len(points) == 1 and points[0].vdims[0].name == "residual"
-    assert "4,000 test points, all selected" in view._status(store.frame, store.selection)
+    assert drawn(view, root) == "residual"
+    [bar] = root.select({"type": ColorBar})
+    assert bar.title.startswith("Residual, observed − predicted (t/day), clipped at ±")
+    assert "4,000 test points, all selected" in view._status()
 
 
 def test_large_frame_is_rasterised(large_data):
     store = AuditStore.from_data(large_data, model="fleet", version="2")
     view = MapView(store=store)
     assert view.large
-    root, layout = render(view)
+    root, _ = render(view)
     assert glyphs(root, Image) and max(glyphs(root, Scatter)) <= 1   # no point glyphs; the tap marker (empty)
-    images = [e for e in plotted(layout, root) if isinstance(e, hv.Image)]
-    assert {e.vdims[0].name for e in images} == {"residual", "track"}
+    assert len(glyphs(root, Image)) == 2 and drawn(view, root) == "residual"   # tracks and points, each one image
+    tracks = layer(root, "tracks")["image"][0]
+    assert tracks.any() and not tracks.all()
     # a zoom re-aggregates to the new range, at the plot's size, without sampling: every point in range counts
-    img = view.points_raster(x_range=(-180.0, 180.0), y_range=(-90.0, 90.0), width=200, height=100)
-    assert img.data.sizes == {"y": 100, "x": 200}
-    assert np.isfinite(img.dimension_values("residual")).sum() > 0
+    img = view.raster("residual", x_range=(-180.0, 180.0), y_range=(-90.0, 90.0), width=200, height=100)
+    assert img["image"][0].shape == (100, 200) and img["n"][0].sum() >= len(large_data.frame)
 
 
 @pytest.mark.parametrize("which", ["small", "large"])
@@ -104,19 +115,14 @@ def test_colour_widget_changes_the_plotted_value(which, small_data, large_data):
     root, layout = render(view)
     widget = next(w for w in layout.select(pn.widgets.Select) if w.name == "Colour by")
     assert set(widget.options.values()) == {"residual", "shap", "error_diff"}
-    kind = hv.Points if which == "small" else hv.Image
-
-    def value_dims():
-        return {e.vdims[0].name for e in plotted(layout, root) if isinstance(e, kind) and len(e)} - {"track"}
-
-    assert value_dims() == {"residual"}
+    assert drawn(view, root) == "residual"
     widget.value = "error_diff"
-    assert view.colour == "error_diff" and value_dims() == {"error_diff"}
-    assert [bar.title for bar in root.select({"type": ColorBar})] == ["|error| − |champion error|"]
+    assert view.colour == "error_diff" and drawn(view, root) == "error_diff"   # the same glyphs, new data
+    assert root.select_one({"type": ColorBar}).title.startswith("|Error| − |champion's error| (t/day), red: candidate worse")
     widget.value = "shap"
-    assert value_dims() == {f"shap_{store.feature}"}
+    assert drawn(view, root) == f"shap_{store.feature}"
     store.feature = "hs_m"
-    assert value_dims() == {"shap_hs_m"}
+    assert drawn(view, root) == "shap_hs_m"
 
 
 def test_no_champion_no_error_difference():
@@ -225,3 +231,119 @@ def test_on_a_project_built_by_the_pipeline(fleet_base):
     row = f.iloc[len(f) // 2]
     view.streams["tap"].event(x=row[c["lon"]], y=row[c["lat"]])
     assert store.point == row.row_id
+
+
+def test_plot_events_reach_the_store_and_sessions_share_the_aggregates(large_data):
+    "The Bokeh figure's own events (as the browser sends them) select; two sessions on a version share its rasters."
+    from bokeh.events import RangesUpdate, SelectionGeometry, Tap
+    store = AuditStore.from_data(large_data, model="fleet", version="2")
+    view, other = MapView(store=store), MapView(store=AuditStore.from_data(large_data, model="fleet", version="2"))
+    (root, _), (root2, _) = render(view), render(other)
+    fig = root.select_one({"type": Plot})
+    for name in ("points", "tracks"):   # made once per version, range and size: the very same arrays
+        assert layer(root, name)["image"][0] is layer(root2, name)["image"][0]
+    f = store.frame
+    fig._trigger_event(SelectionGeometry(fig, geometry={"type": "rect", "x0": -60.0, "x1": 60.0, "y0": -20.0, "y1": 40.0}))
+    inside = f.lon.between(-60, 60) & f.lat.between(-20, 40)
+    np.testing.assert_array_equal(np.sort(store.selection), np.sort(f.row_id[inside].to_numpy()))
+    assert other.store.selection is None and np.isfinite(layer(root, "outline")["ox"]).sum() == 5
+    before = layer(root, "points")["image"][0]
+    fig._trigger_event(RangesUpdate(fig, x0=-20.0, x1=20.0, y0=-10.0, y1=10.0))   # a zoom re-aggregates that range
+    assert layer(root, "points")["image"][0] is not before and view.streams["range"].x_range == (-20.0, 20.0)
+    row = f.iloc[7]
+    fig._trigger_event(Tap(fig, x=float(row.lon), y=float(row.lat)))
+    assert store.point == row.row_id
+
+
+def luminance(colour: str) -> float:
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_colours_are_pale_near_zero_strong_for_large_errors_and_say_where_they_are_clipped(which, small_data, large_data):
+    store = AuditStore.from_data(small_data if which == "small" else large_data, model="fleet", version="2")
+    view = MapView(store=store)
+    root, _ = render(view)
+    bar = root.select_one({"type": ColorBar})
+    pal = bar.color_mapper.palette
+    assert luminance(pal[len(pal) // 2]) > 0.85 and max(luminance(pal[0]), luminance(pal[-1])) < 0.5
+    clip = np.percentile(np.abs(store.frame.residual), 98)
+    assert (bar.color_mapper.low, bar.color_mapper.high) == (pytest.approx(-clip), pytest.approx(clip))
+    assert bar.title == f"Residual, observed − predicted (t/day), clipped at ±{number(clip)} (98th percentile)"
+    assert bar.orientation == "horizontal" and bar in root.select_one({"type": Plot}).below   # its title above the bar
+    assert root.select_one({"type": Plot}).below[0].axis_label == "Longitude (°E)"
+
+
+def test_a_pixel_shows_its_largest_error_and_a_lone_point_stays_visible():
+    rng = np.random.default_rng(0)
+    n = 25_000
+    lon, lat = rng.normal(0, 0.5, n), rng.normal(0, 0.5, n)
+    residual = rng.normal(0, 0.1, n)
+    lon[0], lat[0], residual[0] = 0.0, 0.0, 50.0      # a large error among small ones
+    lon[1], lat[1], residual[1] = 60.0, 30.0, -30.0   # a point alone, far from the rest
+    f = pd.DataFrame({"row_id": np.arange(n), "time": pd.Timestamp("2024-01-01", tz="UTC"), "ship": pd.Categorical(["a"] * n),
+                      "lat": lat, "lon": lon, "target": 10.0 + residual, "pred": 10.0, "residual": residual, "shap_x": 0.0})
+    data = VersionData(f, {"time": "time", "entity": "ship", "lat": "lat", "lon": "lon"}, "regression", {}, ["x"], 10.0,
+                       link="identity")
+    view = MapView(store=AuditStore.from_data(data))
+    root, _ = render(view)
+    img = layer(root, "points")
+    value, count, mean = img["image"][0], img["n"][0], img["mean"][0]
+    assert np.nanmax(value) == 50.0   # drawn on top, not averaged away with its neighbours
+    lone = np.isclose(value, -30.0)
+    assert lone.sum() >= 5   # spread to a disc: one point is more than one pixel
+    assert set(count[lone]) == {1} and set(mean[lone]) == {-30.0}   # its hover: one point, its value
+    assert (count >= 0).all() and np.isnan(mean[count == 0]).all() and np.isfinite(mean[count > 0]).all()
+
+
+@pytest.mark.parametrize("which", ["small", "large"])
+def test_hover_tells_values_with_units_and_never_nan(which, small_data, large_data):
+    "Bokeh writes 'NaN' for a NaN before any formatter sees it: the hover reads only columns without NaN, in t/day."
+    from bokeh.models import CustomJSHover, HoverTool
+    store = AuditStore.from_data(small_data if which == "small" else large_data, model="fleet", version="2")
+    view = MapView(store=store)
+    root, _ = render(view)
+    hover = root.select_one({"type": HoverTool})
+    fields = {v.split("{")[0] for _, v in hover.tooltips if v.startswith("@")}
+    data = layer(root, "points")
+    assert all(not np.isnan(np.asarray(data[f[1:]][0] if which == "large" else data[f[1:]], dtype=float)).any() for f in fields)
+    if which == "large":
+        assert hover.tooltips == [("test points here", "@n{count}"), ("mean residual", "@n{mean}"),
+                                  ("largest residual", "@n{largest}")]
+        assert np.isnan(data["mean"][0]).any()   # empty pixels: their mean is looked up and written as a dash
+    else:
+        assert hover.tooltips[0] == ("Residual", "@value{signed}")
+    fmt = hover.formatters["@n" if which == "large" else "@value"]
+    assert isinstance(fmt, CustomJSHover) and fmt.args["unit"] == " t/day" and 'return "–"' in fmt.code
+
+
+def test_the_wheel_scrolls_the_page_until_wheel_zoom_is_turned_on(small_data):
+    from bokeh.models import WheelZoomTool
+    root, _ = render(MapView(store=AuditStore.from_data(small_data)))
+    fig = root.select_one({"type": Plot})
+    assert any(isinstance(t, WheelZoomTool) for t in fig.toolbar.tools) and fig.toolbar.active_scroll is None
+
+
+def test_a_click_shows_the_point_in_the_reviewers_words(small_data):
+    store = AuditStore.from_data(small_data, model="fleet", version="2")
+    view = MapView(store=store)
+    _, layout = render(view)
+    card = next(p for p in layout.select(pn.pane.HTML) if "seatrial-point" in str(p.object))
+    assert "Click a point" in card.object
+    row = store.frame.iloc[321]
+    view.streams["tap"].event(x=row.lon, y=row.lat)
+    html = card.object
+    assert f"<th style='text-align:left;font-weight:normal;color:#555;padding-right:8px'>Vessel</th><td>{row.vessel_id}</td>" in html
+    assert when(row.time) in html and "UTC" in html
+    assert f"<td>{number(row.target)} t/day</td>" in html and f"<td>{number(row.pred)} t/day</td>" in html
+    assert f"<td>{number(row.residual, signed=True)} t/day</td>" in html
+    shap = {f: row[f"shap_{f}"] for f in small_data.features}
+    top = sorted(shap, key=lambda f: -abs(shap[f]))[:3]
+    labels = {"stw_kn": "Speed through water", "hs_m": "Significant wave height", "draught_m": "Draught",
+              "days_since_drydock": "Days since dry dock", "vessel_type": "Vessel type"}
+    assert all(f">{labels[f]}</th><td>{number(shap[f], signed=True)} t/day</td>" in html for f in top)
+    assert "nan" not in html.lower() and "shap_" not in html
+    # a model on the log scale: its SHAP values are not t/day, and the card says so
+    log = MapView(store=AuditStore.from_data(dataclasses.replace(small_data, link="log")))
+    assert "Largest contributions (log scale)" in log.details(row.row_id)

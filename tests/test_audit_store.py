@@ -10,7 +10,7 @@ from conftest import mlflow_client
 
 from seatrial.audit import store as audit_store
 from seatrial.audit.store import (INVERSE_LINK, AuditStore, AuditStoreError, cached_version, clear_cache, demo_data,
-                                  load_version, open_version)
+                                  identical_predictions, load_version, open_version, review_queue)
 from seatrial.core import SeatrialError, read_json
 from seatrial.review import UnknownVersionError, collect_evidence
 from seatrial.train import load_booster, predict_lightgbm
@@ -204,3 +204,59 @@ def test_the_cache_keeps_versions_within_its_memory_budget(monkeypatch, fresh):
     cached_version((3,), lambda: made[0])
     assert list(audit_store._CACHE) == [(3,)]                # the newest stays, however large
     assert made[0].derived("x", lambda: [1]) is made[0].derived("x", lambda: [2])
+
+
+def _files(root, version="2"):
+    p = collect_evidence(root, "fleet", version).paths
+    return {"predictions": p["evaluate.predictions"], "shap": p["explain.shap"], "config": p["config"],
+            "features": p["features"], "metrics": p["evaluate.metrics"], "checks": p["evaluate.checks"]}
+
+
+def test_the_store_knows_the_datasets_labels_and_units_and_keeps_regime_order(project, fresh, tmp_path):
+    root, _ = project
+    store = AuditStore(root=root, model="fleet", version="2")
+    v = store.vocabulary
+    assert (v.target_label, v.target_unit, v.title("stw_kn")) == ("fuel consumption", "t/day", "Speed through water (kn)")
+    assert v.regime_label("speed_band") == "speed band"
+    bands = lambda levels: [str(x).split(" ")[0] for x in levels if x != "missing"]  # noqa: E731  (a band with its unit: its range)
+    assert bands(store.regime_table("speed_band").level) == ["0–8", "8–11", "11–14", "14–30"]
+    months = [m for m in store.regime_table("month").level if m != "missing"]
+    assert months == sorted(months, key=["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                                         "Dec"].index)
+    # a predictions file whose regime levels are plain text (as an older evaluate stage wrote them): still in order
+    files = _files(root)
+    preds = pd.read_parquet(files["predictions"])
+    for c in [c for c in preds if c.startswith("regime_")]: preds[c] = preds[c].astype(str)
+    preds.to_parquet(tmp_path / "predictions.parquet")
+    data = load_version(files | {"predictions": tmp_path / "predictions.parquet"}, "2")
+    assert bands(data.frame.regime_speed_band.cat.categories) == ["0–8", "8–11", "11–14", "14–30"]
+    assert bands(data.frame.regime_sea_state.cat.categories)[:2] == ["0–1.25", "1.25–2.5"]
+
+
+def test_a_candidate_that_repeats_the_champions_predictions_is_flagged(project, fresh, tmp_path):
+    root, runs = project
+    files = _files(root)
+    preds = pd.read_parquet(files["predictions"])
+    preds["champion_pred"] = preds["pred"]      # what a retrain that changed nothing looks like beside its champion
+    preds.to_parquet(tmp_path / "predictions.parquet")
+    same = load_version(files | {"predictions": tmp_path / "predictions.parquet"}, "2", champion="1", evaluated="1")
+    assert same.identical_to_champion() and AuditStore.from_data(same).identical_to_champion
+    # the queue, from the two versions' prediction files (once per version and champion)
+    assert identical_predictions(root, "fleet", "2", "1") is False
+    client = mlflow_client(root)
+    client.set_registered_model_alias("fleet", "champion", "1")
+    v2 = root / "runs" / runs["2"] / "evaluate" / "predictions.parquet"
+    saved = v2.read_bytes()
+    try:
+        assert str(v2.resolve()).startswith(str(root.resolve()))       # this module's own copy, never the shared project
+        mine = pd.read_parquet(v2)
+        theirs = pd.read_parquet(root / "runs" / runs["1"] / "evaluate" / "predictions.parquet").set_index("row_id")
+        common = mine.row_id.isin(theirs.index)
+        mine.loc[common, "pred"] = theirs.loc[mine.row_id[common], "pred"].to_numpy()
+        mine.to_parquet(v2)
+        assert identical_predictions(root, "fleet", "2", "1") is True
+        queue = {c["version"]: c for c in review_queue(root)}
+        assert queue["2"]["identical_to"] == "1"
+    finally:
+        v2.write_bytes(saved)
+        client.delete_registered_model_alias("fleet", "champion")

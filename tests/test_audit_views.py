@@ -1,6 +1,8 @@
 """The overview and explanation views as objects: their parameters, the data they draw, and that it follows the store."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import panel as pn
 import pytest
@@ -46,7 +48,8 @@ def test_overview_regime_is_a_from_param_widget_over_the_store_regimes(store):
     assert ov.param.regime.objects == store.regimes == ["vessel", "speed_band", "sea_state", "month"]
     assert ov.regime == "vessel"
     select = next(w for w in ov.__panel__().select(pn.widgets.Select))
-    assert list(select.options) == store.regimes
+    assert list(select.options.values()) == store.regimes                 # regimes chosen by name ...
+    assert list(select.options) == ["vessel", "speed band", "sea state", "month"]   # ... shown by their labels
     select.value = "sea_state"                         # the widget drives the view's parameter
     assert ov.regime == "sea_state"
     assert list(ov.table().level) == list(store.regime_table("sea_state").level)
@@ -209,8 +212,42 @@ def test_a_classifier_is_judged_by_log_loss_and_explained_in_log_odds():
                                              values=d.values))
     assert store.data.link == "logit"
     ov, ex = OverviewView(store=store), ExplanationView(store=store)
-    assert "LOGLOSS candidate" in ov.table_html() and "logloss" in ov.table().columns
+    assert "log loss candidate" in ov.table_html() and "logloss" in ov.table().columns
     store.point = 11
     steps = ex.waterfall_steps()
     assert 1 / (1 + np.exp(-steps.end.iloc[-1])) == pytest.approx(f.pred.iloc[11])
     assert "log-odds" in ex.waterfall_pane()[0].object
+
+
+def test_overview_page_draws_with_bokeh_directly(store):
+    """A served session builds the histogram as one plain Bokeh plot (HoloViews' plotting cost most of a first page): axis
+    titles with the target's unit, x fixed to the version's bins so selections compare, y following the selection."""
+    from bokeh.models import DataRange1d, Plot, Range1d
+    ov = OverviewView(store=store)
+    layout = pn.panel(ov)
+    root = layout.get_root(Document())
+    assert not layout.select(pn.pane.HoloViews) and layout.select(pn.pane.Bokeh)
+    fig = root.select_one({"type": Plot})
+    assert sorted(r.name for r in fig.renderers) == ["candidate", "champion"]
+    assert fig.below[0].axis_label == "Residual, observed − predicted (t/day)" and fig.left[0].axis_label == "Test rows"
+    assert isinstance(fig.x_range, Range1d) and isinstance(fig.y_range, DataRange1d)
+    x, total = (fig.x_range.start, fig.x_range.end), fig.renderers[0].data_source.data["top"].sum()
+    try:
+        store.select_box(-180, 0, 180, 90)
+        assert (fig.x_range.start, fig.x_range.end) == x
+        assert 0 < fig.renderers[0].data_source.data["top"].sum() < total
+    finally:
+        store.clear_selection()
+
+def test_overview_reads_in_units_and_labels_with_bands_in_their_order(store):
+    "Issue 10: the error carries the target's unit, regimes and checks their labels, speed bands their unit and order."
+    ov = OverviewView(store=store, regime="speed_band")
+    html = ov.table_html()
+    assert "RMSE candidate (t/day)" in html and "Δ vs champion (t/day)" in html and "<th>Speed band</th>" in html
+    assert "fuel consumption" in html                                  # what the RMSE is of
+    levels = ["0–8 kn", "8–11 kn", "11–14 kn", "14–30 kn"]
+    assert [html.index(f"<td>{lv}</td>") for lv in levels] == sorted(html.index(f"<td>{lv}</td>") for lv in levels)
+    assert " t/day (" in html and " %)" in html                        # differences: unit and relative change
+    assert ">5,000<" in html and not re.search(r"\d\.\d{6,}", html)     # no float with all its digits
+    checks = ov.checks_html()
+    assert "Monotone in speed through water" in checks and 'title="monotone&#95;stw&#95;kn"' in checks

@@ -1,6 +1,7 @@
 """The audit app in a real browser: Debian's chromium driven by Playwright, against `seatrial audit` on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -34,11 +35,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def audit_server(fleet_project):
-    "`seatrial audit` with two users (an approver and a viewer), on a free loopback port."
+@contextlib.contextmanager
+def serve_audit(root: Path):
+    "`seatrial audit` on `root` with two users (an approver and a viewer), on a free loopback port: yields its URL."
     _browser_or_skip()
-    root = fleet_project
     creds = root / "users.toml"
     for name, role in (("ana", "approver"), ("vic", "viewer")):
         proc = run_seatrial(root, "users", "add", name, "--role", role, "--credentials", str(creds),
@@ -49,35 +49,52 @@ def audit_server(fleet_project):
     server = subprocess.Popen([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port),
                                "--credentials", str(creds)], cwd=root, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while True:
-        if server.poll() is not None:
-            raise AssertionError(f"seatrial audit exited: {server.stdout.read()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.time() > deadline:
-                server.kill()
-                raise AssertionError("seatrial audit did not listen within 120 s") from None
-            time.sleep(0.3)
-    yield root, f"http://127.0.0.1:{port}"
-    server.terminate()
     try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+        deadline = time.time() + 120
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"seatrial audit exited: {server.stdout.read()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise AssertionError("seatrial audit did not listen within 120 s") from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 @pytest.fixture
-def browser():
+def audit_server(fleet_project):
+    "`seatrial audit` with two users (an approver and a viewer), on a free loopback port."
+    with serve_audit(fleet_project) as url:
+        yield fleet_project, url
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    "Debian's chromium, headless, driven by Playwright."
     _browser_or_skip()
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM,
                               args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def browser():
+    with headless_chromium() as b:
         yield b
-        b.close()
 
 
 def _login(browser, url: str, user: str, elsewhere: list | None = None):

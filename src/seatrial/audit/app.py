@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -17,33 +19,59 @@ from panel.viewable import Viewer
 from .. import review
 from ..access import Identity, current_identity, local_identity
 from .map import MapView
-from .store import AuditStore, review_queue
-from .views import ExplanationView, OverviewView, inert
+from .store import AuditStore, current_champion, registry_drift, review_queue
+from .views import BETTER, WORSE, ExplanationView, OverviewView, checks_html, inert, level_text, metric_name
 from ..core import SeatrialError
+from ..display import count, number, percent, unit_symbol, when
+from ..evaluate import PRIMARY, metrics_by_regime, score
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'queue_frame', 'QueueView', 'evidence_frame', 'DecisionView', 'history_frame', 'HistoryView',
-           'AuditApp']
+__all__ = ['HISTORY_COLUMNS', 'NOTEBOOK_EXTENSIONS', 'identical_note', 'queue_frame', 'drift_alert', 'QueueView',
+           'evidence_frame', 'headline_html', 'worse_regimes', 'worse_regimes_html', 'report_links', 'DecisionView',
+           'history_frame', 'HistoryView', 'AuditApp', 'load_notebook_offline']
 
 # %% ../../../nbs/26_audit_app.ipynb #c009
+_IN_TARGET_UNITS = ("rmse", "mae", "bias")
+
+def _metric(value, key: str, unit: str | None, signed: bool = False) -> str:
+    "A metric's value with the target's unit when it is in it (RMSE, MAE, bias)."
+    text = number(value, signed=signed)
+    return f"{text} {unit}" if unit and key in _IN_TARGET_UNITS and text != "–" else text
+
+def identical_note(version: str) -> str:
+    "What the queue and the review say of a candidate that repeats the champion's predictions."
+    return f"predictions identical to the champion's version {version}"
+
 def queue_frame(
-    candidates: list[dict],  # from `review.candidates`
-) -> pd.DataFrame:  # one row per candidate, the columns a reviewer scans
+    candidates: list[dict],  # from `review.candidates` (or `seatrial.audit.store.review_queue`)
+) -> pd.DataFrame:  # one row per candidate, the columns a reviewer scans, as text a person reads
     "The review queue as a table."
     rows = []
     for c in candidates:
         metrics = c.get("metrics") or {}
-        name = next((k for k in ("rmse", "logloss") if k in metrics), None)
-        rows.append({"model": c["model"], "version": str(c["version"]), "run": c.get("run", ""),
-                     "created": str(c.get("created", "")), "data digest": str(c.get("data_digest", ""))[:12],
-                     "checks": c.get("checks_summary", ""), "all checks pass": bool(c.get("checks_passed")),
-                     "metric": name or "", "candidate": metrics.get(name),
-                     "champion version": c.get("champion_version") or "",
-                     "champion": (c.get("champion_metrics") or {}).get(name), "delta": (c.get("deltas") or {}).get(name),
-                     "compared on": c.get("compared_on", "")})
-    cols = ["model", "version", "run", "created", "data digest", "checks", "all checks pass", "metric", "candidate",
-            "champion version", "champion", "delta", "compared on"]
+        key = review.primary_metric(metrics) or ""
+        unit = unit_symbol(c.get("unit") or None)
+        champ, champ_value = str(c.get("champion_version") or ""), (c.get("champion_metrics") or {}).get(key)
+        delta = (c.get("deltas") or {}).get(key)
+        rel = None if delta is None or not champ_value else delta / champ_value
+        rows.append({"model": c["model"], "version": str(c["version"]), "registered": when(c.get("created")),
+                     "checks": c.get("checks_summary", ""), "metric": metric_name(key) if key else "",
+                     "candidate": _metric(metrics.get(key), key, unit),
+                     "champion": f"version {champ}: {_metric(champ_value, key, unit)}" if champ else "none yet",
+                     "Δ vs champion": (_metric(delta, key, unit, signed=True)
+                                       + (f" ({percent(rel, 2, signed=True)})" if rel is not None else "")) if champ else "",
+                     "compared on": c.get("compared_on", ""),
+                     "note": identical_note(c["identical_to"]) if c.get("identical_to") else (c.get("problem") or ""),
+                     "run": c.get("run", ""), "data digest": str(c.get("data_digest", ""))[:12]})
+    cols = ["model", "version", "registered", "checks", "metric", "candidate", "champion", "Δ vs champion", "compared on",
+            "note", "run", "data digest"]
     return pd.DataFrame(rows, columns=cols)
+
+def drift_alert(sentences: list[str]) -> str:
+    "Registry edits made by hand in MLflow (`review.registry_drift`), as a warning's Markdown."
+    if not sentences: return ""
+    return ("**The model registry was edited by hand in MLflow** (not through seatrial's decisions):\n\n"
+            + "\n".join(f"- {inert(s)}" for s in sentences))
 
 class QueueView(Viewer):
     "Candidate versions awaiting review; choosing one opens it in every other view."
@@ -54,19 +82,29 @@ class QueueView(Viewer):
         super().__init__(**params)
         self._table = pn.widgets.Tabulator(pd.DataFrame(), disabled=True, show_index=False, selectable=False,
                                            sizing_mode="stretch_width", name="review queue")
-        self._choice = pn.widgets.Select(name="Candidate", sizing_mode="fixed", width=320)
+        self._choice = pn.widgets.Select(name="Candidate", sizing_mode="fixed", width=420)
         self._open = pn.widgets.Button(name="Open for review", button_type="primary", align="end")
         self._open.on_click(lambda _: self._open_choice())
         self._empty = pn.pane.Alert("No candidate is waiting for review.", alert_type="info", visible=False)
         self._problem = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self._warning = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
         self._reload()
 
     @param.depends("refresh", watch=True)
     def _reload(self) -> None:
-        frame = queue_frame(review_queue(self.store.root) if self.store.root is not None else [])
+        root = self.store.root
+        frame = queue_frame(review_queue(root) if root is not None else [])
         self._table.value = frame
-        self._choice.options = {f"{r.model} v{r.version} ({r.run})": (r.model, r.version) for r in frame.itertuples()}
+        self._choice.options = {f"{r.model} version {r.version} ({r.run})" + (" — identical to the champion" if
+                                r.note.startswith("predictions identical") else ""): (r.model, r.version)
+                                for r in frame.itertuples()}
         self._empty.visible = frame.empty
+        models = list(dict.fromkeys([*frame.model, *([self.store.model] if self.store.model else [])]))
+        drift = [s for m in models for s in registry_drift(root, m)] if root is not None else []
+        same = [f"{inert(r.model)} version {inert(r.version)}: {inert(r.note)}." for r in frame.itertuples()
+                if r.note.startswith("predictions identical")]
+        text = "\n\n".join(t for t in (drift_alert(drift), "\n".join(f"- {s}" for s in same)) if t)
+        self._warning.param.update(object=text, visible=bool(text))
 
     def _open_choice(self, fresh_queue: bool = False) -> None:
         if not self._choice.value: return
@@ -92,7 +130,7 @@ class QueueView(Viewer):
             self._open_choice(fresh_queue=True)   # the queue was just read
 
     def __panel__(self):
-        return pn.Column("## Candidates awaiting review", self._empty, self._table,
+        return pn.Column("## Candidates awaiting review", self._warning, self._empty, self._table,
                          pn.Row(self._choice, self._open), self._problem, sizing_mode="stretch_width")
 
 # %% ../../../nbs/26_audit_app.ipynb #c012
@@ -104,8 +142,110 @@ def evidence_frame(evidence: review.Evidence) -> pd.DataFrame:
     files = [(f"sha256 {label}", digest) for label, digest in sorted(evidence.files.items())]
     return pd.DataFrame(head + files, columns=["item", "value"])
 
+_HEADLINE = {"regression": ("rmse", "mae", "bias", "r2"), "classification": ("logloss", "auc", "accuracy", "brier")}
+_HIGHER_IS_BETTER = ("r2", "auc", "accuracy")
+
+def _diff_cell(key: str, a, b, unit: str | None) -> str:
+    "Candidate minus another model for one metric, green where the candidate is better, red where worse."
+    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)): return "<td>–</td>"
+    d = a - b
+    gain = -d if key not in _HIGHER_IS_BETTER else d
+    if key == "bias": gain = abs(b) - abs(a)
+    colour, word = (BETTER, "better") if gain > 0 else (WORSE, "worse") if gain < 0 else ("transparent", "same")
+    rel = f" ({percent(d / b, 2, signed=True)})" if b and key not in ("bias", "r2") else ""
+    return (f'<td class="{word}" style="background:{colour};text-align:right" title="candidate {word}">'
+            f'{inert(_metric(d, key, unit, signed=True))}{rel}</td>')
+
+def headline_html(store: AuditStore) -> str:
+    "Candidate vs champion vs baseline on every test row: the headline metrics with their units and differences."
+    f, vocab = store.frame, store.vocabulary
+    unit = vocab.target_unit if store.task == "regression" else None
+    models = [(c, n) for c, n in (("pred", "candidate"), ("champion_pred", f"champion (version {store.champion_version})"),
+                                  ("baseline_pred", "baseline")) if c in f]
+    y = f["target"].to_numpy(dtype=float)
+    scores = {c: score(y, f[c].to_numpy(dtype=float), store.task) for c, _ in models}
+    keys = [k for k in _HEADLINE[store.task] if k in scores["pred"]]
+    head = ["metric", *[n for _, n in models[:1]]]
+    for _, n in models[1:]: head += [n, f"Δ vs {n.split(' ')[0]}"]
+    rows = []
+    for k in keys:
+        cand = scores["pred"].get(k)
+        cells = [f"<td>{inert(metric_name(k))}</td>", f'<td style="text-align:right"><b>{inert(_metric(cand, k, unit))}</b></td>']
+        for c, _ in models[1:]:
+            other = scores[c].get(k)
+            cells += [f'<td style="text-align:right">{inert(_metric(other, k, unit))}</td>', _diff_cell(k, cand, other, unit)]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<style>.seatrial-headline td, .seatrial-headline th, .seatrial-worse td, .seatrial-worse th {{padding:3px 12px}}</style>'
+            f'<table class="seatrial-headline" style="border-collapse:collapse;font-size:14px">'
+            f'<thead><tr>{"".join(f"<th>{inert(h)}</th>" for h in head)}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<p style="font-size:12px">On all {count(len(f))} test rows of {inert(vocab.target_label)}'
+            f'{" (" + inert(unit) + ")" if unit else ""}. Green: the candidate is better; red: worse.</p>')
+
+def worse_regimes(store: AuditStore) -> pd.DataFrame:  # regime, level, n, candidate, other, delta, rel (by regime, then level order)
+    "The regime levels where the candidate errs more than the champion (the baseline when there is no champion), on every test row."
+    d, m = store.data, PRIMARY[store.task]
+    other = "champion" if "champion_pred" in store.frame else "baseline"
+    def make() -> pd.DataFrame:
+        cols = ["target", "pred", f"{other}_pred", *[f"regime_{r}" for r in d.regimes]]
+        rows = []
+        for name, levels in metrics_by_regime(store.frame[cols], d.regimes, store.task).items():
+            for r in levels:
+                delta = r.get(f"delta_vs_{other}")
+                if delta is not None and delta > 0:
+                    rows.append({"regime": name, "level": r["level"], "n": r["n"], "candidate": r.get(m),
+                                 "other": r.get(f"{other}_{m}"), "delta": delta, "rel": r.get(f"rel_vs_{other}")})
+        out = pd.DataFrame(rows, columns=["regime", "level", "n", "candidate", "other", "delta", "rel"])
+        out.attrs["other"] = other
+        return out
+    return d.derived(("worse_regimes", other), make)
+
+def worse_regimes_html(store: AuditStore) -> str:
+    "The regime levels where the candidate is worse, as a table with units and labels."
+    t, vocab, m = worse_regimes(store), store.vocabulary, PRIMARY[store.task]
+    other = t.attrs.get("other", "champion")
+    name = metric_name(m)
+    unit = vocab.metric_unit(name)
+    if t.empty:
+        return f"<p>In no level of any regime does the candidate err more than the {other}.</p>"
+    rows = "".join(
+        f"<tr><td>{inert(vocab.regime_label(r.regime))}</td>"
+        f"<td>{inert(level_text(r.level, store.data.regimes.get(r.regime), vocab))}</td>"
+        f'<td style="text-align:right">{count(r.n)}</td><td style="text-align:right">{inert(_metric(r.candidate, m, unit))}</td>'
+        f'<td style="text-align:right">{inert(_metric(r.other, m, unit))}</td>'
+        f'<td class="worse" style="background:{WORSE};text-align:right">{inert(_metric(r.delta, m, unit, signed=True))}'
+        f'{" (" + percent(r.rel, 2, signed=True) + ")" if r.rel is not None and np.isfinite(r.rel) else ""}</td></tr>'
+        for r in t.itertuples())
+    head = ["regime", "level", "test rows", f"{name} candidate", f"{name} {other}", f"Δ vs {other}"]
+    return (f"<p>{count(len(t))} regime level{'s' if len(t) != 1 else ''} where the candidate errs more than the {other}:</p>"
+            f'<div style="max-height:320px;overflow-y:auto"><table class="seatrial-worse" style="border-collapse:collapse;font-size:13px">'
+            f'<thead><tr>{"".join(f"<th>{inert(h)}</th>" for h in head)}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+def _notebook_html(path: Path) -> Any:
+    "An executed stage notebook as a self-contained HTML page (the notebook itself when it cannot be converted)."
+    import io
+    page = Path(path).with_suffix(".html")
+    if page.exists(): return io.BytesIO(page.read_bytes())   # the runner's own HTML of the executed notebook
+    try:
+        from nbconvert import HTMLExporter
+        body, _ = HTMLExporter(template_name="classic").from_filename(str(path))
+        return io.BytesIO(body.encode("utf-8"))
+    except Exception:   # nbconvert missing or a template it cannot find: the notebook, which Jupyter opens
+        return io.BytesIO(Path(path).read_bytes())
+
+def report_links(evidence: review.Evidence | None) -> list[pn.widgets.FileDownload]:
+    "One download per executed stage notebook the evidence pins: served by the app itself, so they work offline."
+    if evidence is None: return []
+    out = []
+    for label, path in sorted(evidence.paths.items()):
+        if not label.startswith("notebook:") or not Path(path).exists(): continue
+        stem = Path(path).stem
+        out.append(pn.widgets.FileDownload(callback=lambda p=Path(path): _notebook_html(p), filename=f"{stem}.html",
+                                           label=f"{stem.replace('_', ' ', 1)} (executed notebook)", button_type="light",
+                                           embed=False, width=260))
+    return out
+
 class DecisionView(Viewer):
-    "Approve or reject the open version, with a required comment; approvers only."
+    "What is being signed (metrics, checks, regimes where the candidate is worse, the stage reports), and the decision itself; approvers only."
     store = param.ClassSelector(class_=AuditStore)
     credentials = param.Parameter(None, doc="credentials file: roles are read from it again at each decision")
     decided = param.Event(doc="fires after a decision took effect")
@@ -120,7 +260,12 @@ class DecisionView(Viewer):
         self._approve.on_click(lambda _: self.decide("approve"))
         self._reject.on_click(lambda _: self.decide("reject"))
         self._message = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self._warning = pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
         self._compared = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._headline = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._checks = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._worse = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._reports = pn.Row(sizing_mode="stretch_width")
         self._evidence = pn.widgets.Tabulator(pd.DataFrame(columns=["item", "value"]), disabled=True,
                                               show_index=False, sizing_mode="stretch_width", name="evidence")
         self._show_evidence()
@@ -133,6 +278,16 @@ class DecisionView(Viewer):
         self._compared.object = (f"Deciding on **{inert(s.model)} version {inert(s.version)}**, compared with "
                                  f"{self._champion_seen()}. If its evidence or the champion changes before you decide, "
                                  "the decision is refused: open the version again from the queue." if ev is not None else "")
+        opened = s.frame is not None and ev is not None
+        self._headline.object = headline_html(s) if opened else ""
+        self._checks.object = checks_html(s.checks, s.vocabulary) if opened else ""
+        self._worse.object = worse_regimes_html(s) if opened else ""
+        self._reports.objects = report_links(ev)
+        notes = [f"**{inert(identical_note(s.champion_version))}**: this version changes no prediction."
+                 ] if opened and s.identical_to_champion else []
+        drift = drift_alert(registry_drift(s.root, s.model)) if s.root is not None and s.model else ""
+        text = "\n\n".join([*notes, *([drift] if drift else [])])
+        self._warning.param.update(object=text, visible=bool(text))
         self._approve.disabled = self._reject.disabled = ev is None
         self._message.visible = False
 
@@ -160,7 +315,7 @@ class DecisionView(Viewer):
         self._approve.disabled = self._reject.disabled = True     # decided: another decision needs another version
         self._compared.object = (f"Decided on **{inert(model)} version {inert(version)}**, compared with "
                                  f"{self._champion_seen()}. Open another version from the queue to decide on it.")
-        self.decided = True     # the queue and the history are read again before we say so
+        self.decided = True     # the queue, the history and the title are read again before we say so
         done = "approved: it is now the champion" if action == "approve" else "rejected"
         self._message.param.update(object=f"Version {inert(version)} of {inert(model)} {done}.",
                                    alert_type="success", visible=True)
@@ -174,21 +329,34 @@ class DecisionView(Viewer):
                                      alert_type="warning")
         else:
             controls = pn.Column(self._comment, pn.Row(self._approve, self._reject))
-        return pn.Column("## Decision", self._compared, controls, self._message, "### Evidence this decision pins", self._evidence,
+        record = pn.Card(self._evidence, title="Evidence this decision pins: file digests, for the record", collapsed=True,
                          sizing_mode="stretch_width")
+        return pn.Column("## Decision", self._compared, self._warning, controls, self._message,
+                         "### What you are signing", self._headline, "### Behavioural checks", self._checks,
+                         "### Where the candidate is worse", self._worse, "### Executed stage notebooks", self._reports,
+                         record, sizing_mode="stretch_width", css_classes=["decision-view"])
 
 # %% ../../../nbs/26_audit_app.ipynb #c015
-HISTORY_COLUMNS = ["time", "actor", "action", "model", "version", "outcome", "comment"]
+HISTORY_COLUMNS = ["time", "actor", "action", "model", "version", "outcome", "reason", "comment"]
 
 def history_frame(
     entries: list[dict],  # from `review.history`
-) -> pd.DataFrame:  # one row per ledger entry, newest first
-    "The ledger as a table."
-    rows = [{c: e.get(c, "") for c in HISTORY_COLUMNS} for e in entries]
+) -> pd.DataFrame:  # one row per ledger entry, newest first, as text a person reads
+    "The ledger as a table: times in UTC, a refused or failed attempt with its reason."
+    rows = [{c: (when(e.get(c)) if c == "time" else "" if e.get(c) is None else str(e.get(c))) for c in HISTORY_COLUMNS}
+            for e in entries]
+    for r, e in zip(rows, entries):
+        if e.get("action") == "rollback" and e.get("from_version") and e.get("outcome") == "rolled_back":
+            r["version"] = f"{e['from_version']} → {e.get('version')}"
+        r["outcome"] = r["outcome"].replace("_", " ")
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
+def _champions(entries: list[dict], model: str) -> list[str]:
+    "The ledger's stack of champions of `model` (`entries` newest first, as `review.history` gives them)."
+    return review._champions(list(reversed(entries)), model)
+
 class HistoryView(Viewer):
-    "The decision ledger, the champion at any date, and rollback."
+    "The decision ledger, the champion at any date, and rollback (offered when there is an earlier champion)."
     store = param.ClassSelector(class_=AuditStore)
     credentials = param.Parameter(None, doc="credentials file: roles are read from it again at each rollback")
     refresh = param.Event(doc="re-read the ledger")
@@ -198,11 +366,13 @@ class HistoryView(Viewer):
         super().__init__(**params)
         self._table = pn.widgets.Tabulator(history_frame([]), disabled=True, show_index=False,
                                            sizing_mode="stretch_width", name="decision history")
-        self._when = pn.widgets.DatetimePicker(name="Champion at (UTC)", value=datetime.now(UTC).replace(tzinfo=None))
-        self._answer = pn.pane.Markdown("")
+        self._when = pn.widgets.DatetimePicker(name="Champion at (UTC; empty: now)", value=None)
+        self._answer = pn.pane.Markdown("", css_classes=["champion-at"])
         self._comment = pn.widgets.TextInput(name="Rollback reason (required)", sizing_mode="stretch_width")
         self._rollback = pn.widgets.Button(name="Roll back the champion", button_type="warning")
         self._rollback.on_click(lambda _: self.rollback())
+        self._back_text = pn.pane.Markdown("")
+        self._back = pn.Column("### Rollback", self._back_text, self._comment, self._rollback, visible=False)
         self._message = pn.pane.Alert("", visible=False)
         self._when.param.watch(lambda _: self._champion_at(), "value")
         self._reload()
@@ -210,21 +380,30 @@ class HistoryView(Viewer):
     @param.depends("refresh", "store.model", watch=True)
     def _reload(self) -> None:
         root, model = self.store.root, self.store.model
-        self._table.value = history_frame(review.history(root, model or None) if root is not None else [])
+        entries = review.history(root, model or None) if root is not None else []
+        self._table.value = history_frame(entries)
         self._champion_seen = review.champion(root, model) if root is not None and model else None
+        stack = _champions(entries, model) if model else []
+        who = self.store.identity
+        earlier = len(stack) >= 2 and stack[-1] == self._champion_seen
+        self._back.visible = bool(earlier and who is not None and who.can_approve)
+        if earlier:
+            self._back_text.object = (f"Makes version {inert(stack[-2])} the champion of {inert(model)} again, in place of "
+                                      f"version {inert(stack[-1])}.")
         self._champion_at()
 
     def _champion_at(self) -> None:
         model = self.store.model
         if not model or self.store.root is None:
             self._answer.object = "Open a candidate to see its model's champions."; return
-        when = pd.Timestamp(self._when.value or datetime.now(UTC).replace(tzinfo=None)).tz_localize(UTC)
-        version = review.champion_at(self.store.root, model, when.to_pydatetime())
-        self._answer.object = (f"Champion of **{inert(model)}** at {when:%Y-%m-%d %H:%M} UTC: "
+        picked = self._when.value
+        at = pd.Timestamp(picked).tz_localize(UTC) if picked else pd.Timestamp.now(UTC)
+        version = review.champion_at(self.store.root, model, at.to_pydatetime())
+        self._answer.object = (f"Champion of **{inert(model)}** {'at ' + when(at) if picked else 'now'}: "
                                f"**{'version ' + inert(version) if version else 'none'}**")
 
     def rollback(self) -> dict | None:
-        "Return the champion alias to the previous champion; show what happened."
+        "Return the champion alias to the previous champion; show what happened (a refusal at once, with its reason in the table)."
         s = self.store
         try:
             who = current_identity(s.identity, self.credentials)
@@ -233,25 +412,25 @@ class HistoryView(Viewer):
                                     comment=self._comment.value_input or self._comment.value or "",
                                     expected_champion=self._champion_seen, login=who.checked_by)
         except SeatrialError as e:
+            self.refresh = True   # a refusal is in the ledger: the table shows it, with its reason
             self._message.param.update(object=f"**Not recorded.** {inert(e)}", alert_type="danger", visible=True)
             return None
         self._comment.value = ""
         self.rolled_back = True
+        self.refresh = True
         self._message.param.update(object=f"Champion of {inert(s.model)} rolled back to version "
                                           f"{inert(entry.get('version'))}.", alert_type="success", visible=True)
         return entry
 
     def __panel__(self):
-        who = self.store.identity
-        back = (pn.Column("### Rollback", self._comment, self._rollback) if who is not None and who.can_approve
-                else pn.Column())
-        return pn.Column("## History", self._table, pn.Row(self._when, self._answer), back, self._message,
-                         sizing_mode="stretch_width")
+        return pn.Column("## History", self._table, pn.Row(self._when, self._answer), self._back, self._message,
+                         sizing_mode="stretch_width", css_classes=["history-view"])
 
 # %% ../../../nbs/26_audit_app.ipynb #c018
 class AuditApp(Viewer):
     "The audit app: queue, review, explanations, decision and history of candidate models."
     store = param.ClassSelector(class_=AuditStore)
+    champion = param.String("", doc="the open model's champion now (the title's badge); read again after each decision")
 
     def __init__(self,
                  root: str | os.PathLike | None = None,  # project folder (when no store is given)
@@ -264,6 +443,14 @@ class AuditApp(Viewer):
         s = self.store
         self.queue = QueueView(store=s)
         if not opened: self.queue.open_newest()
+        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
+        if s.evidence is None: self._read_champion()
+        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
+        if s.evidence is None: self._read_champion()
+        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
+        if s.evidence is None: self._read_champion()
+        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
+        if s.evidence is None: self._read_champion()
         self.map, self.overview = MapView(store=s), OverviewView(store=s)
         self._credentials, self._decision, self._history, self._explanations = credentials, None, None, None
 
@@ -293,14 +480,29 @@ class AuditApp(Viewer):
 
     def _changed(self) -> None:
         # The open version keeps the comparison the reviewer decided on; opening a version again compares it with
-        # the champion of that moment.
+        # the champion of that moment. The title's champion badge and History follow at once. The title's champion badge and History follow at once. The title's champion badge and History follow at once. The title's champion badge and History follow at once.
+        self._read_champion()
+        self._read_champion()
+        self._read_champion()
+        self._read_champion()
         self.queue.refresh = True
         if self._history is not None: self._history.refresh = True
 
-    @param.depends("store.model", "store.version")
+    @param.depends("store.model", watch=True)
+    def _read_champion(self) -> None:
+        s = self.store
+        self.champion = current_champion(s.root, s.model) if s.root is not None and s.model else ""
+
+    @param.depends("store.model", "store.version", "champion")
     def _title(self):
         s = self.store
         open_ = f"{inert(s.model)} version {inert(s.version)}" if s.version else "no candidate open"
+        if s.version and self.champion == s.version:
+            open_ += (' <span class="champion-badge" style="background:#f3c623;color:#222;border-radius:4px;'
+                      'padding:1px 8px;font-size:15px;vertical-align:middle">★ champion</span>')
+        elif s.model and s.version:
+            open_ += (f' <span style="font-size:14px;font-weight:normal">(champion: '
+                      f'{"version " + inert(self.champion) if self.champion else "none yet"})</span>')
         who = s.identity
         roles = ", ".join(sorted(who.roles)) if who else ""
         return pn.pane.HTML(f"<h2 style='margin:0'>seatrial sea trial: {open_}</h2>"
@@ -324,3 +526,61 @@ class AuditApp(Viewer):
         show(tabs.active)
         tabs.param.watch(lambda e: show(e.new), "active")
         return pn.Column(self._title, tabs, sizing_mode="stretch_width")
+
+# %% ../../../nbs/26_audit_app.ipynb #h10-code
+from contextlib import contextmanager  # noqa: E402  (only this section uses these)
+
+from fastcore.basics import patch  # noqa: E402
+
+NOTEBOOK_EXTENSIONS = ("tabulator",)   # the Panel extensions the app's views need in a notebook
+
+def load_notebook_offline() -> None:
+    """Load Panel into the running notebook with its scripts and styles inline (not from a CDN), once per kernel;
+    elsewhere (a script, a test, a server) it only loads the extensions."""
+    from panel.config import panel_extension
+    if pn.config.inline and panel_extension._loaded and set(NOTEBOOK_EXTENSIONS) <= set(panel_extension._loaded_extensions):
+        return
+    pn.extension(*NOTEBOOK_EXTENSIONS, inline=True)
+
+@contextmanager
+def _styles_inlined_at_once():
+    # Panel inlines each view's stylesheets one model at a time, and each change makes Bokeh walk the whole document
+    # again: about 2 s for this app. Here the first call does every model of the document, with the walk deferred to
+    # the end, and one copy of each stylesheet is shared by the models that use it (a quarter less output).
+    import panel.viewable as viewable
+    from bokeh.models import ImportedStyleSheet, UIElement
+    from panel.io.notebook import replace_inline_css
+    one_by_one, done = viewable.patch_inline_stylesheets, set()
+
+    def at_once(model: UIElement) -> None:
+        doc = model.document
+        if doc is None: return one_by_one(model)
+        if id(doc) in done: return
+        done.add(id(doc))
+        shared = {}
+
+        def inline(sheet):
+            if sheet.url not in shared: shared[sheet.url] = replace_inline_css(sheet)
+            return shared[sheet.url]
+        with doc.models.freeze():
+            for root in doc.roots:
+                for m in root.select({"type": UIElement}):
+                    sheets = [inline(s) if isinstance(s, ImportedStyleSheet) else s for s in m.stylesheets]
+                    if sheets != list(m.stylesheets): m.stylesheets = sheets
+    viewable.patch_inline_stylesheets = at_once
+    try: yield
+    finally: viewable.patch_inline_stylesheets = one_by_one
+
+@patch
+def __repr__(self: AuditApp) -> str:
+    s = self.store
+    open_ = f"{s.model} version {s.version}" if s.version else "no candidate open"
+    return f"AuditApp of {str(s.root)!r}: {open_}"
+
+@patch
+def _repr_mimebundle_(self: AuditApp, include=None, exclude=None) -> tuple[dict, dict]:
+    "The app as a notebook output: Panel loaded offline first, and a plain-text form that says what is open."
+    load_notebook_offline()
+    with _styles_inlined_at_once():
+        bundle, meta = self._create_view()._repr_mimebundle_(include, exclude) or ({}, {})
+    return {**bundle, "text/plain": repr(self)}, meta

@@ -5,7 +5,11 @@
 # %% ../../../nbs/25_audit_map.ipynb #c002
 from __future__ import annotations
 
+import html
 import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -17,10 +21,11 @@ import param
 from panel.viewable import Viewer
 
 from .store import AuditStore, VersionData
+from ..display import Vocabulary, count, number, when
 
 # %% auto #0
-__all__ = ['COLOURS', 'CMAP', 'SEA', 'LAND', 'COAST', 'TRACK', 'MARK', 'THRESHOLD', 'land_outlines', 'MapData', 'map_data',
-           'MapView', 'warm_up']
+__all__ = ['CLIP', 'COLOURS', 'CMAP', 'SEA', 'LAND', 'COAST', 'TRACK', 'MARK', 'THRESHOLD', 'WIDTH', 'SIZE_STEP', 'land_outlines',
+           'MapData', 'map_data', 'MapView', 'rasterise', 'prepare', 'warm_up']
 
 # %% ../../../nbs/25_audit_map.ipynb #c006
 @cache
@@ -29,6 +34,8 @@ def land_outlines() -> dict:  # header (source, licence, crs, precision) and `po
     return json.loads(files("seatrial").joinpath("data", "ne_110m_land.json").read_text(encoding="utf-8"))
 
 # %% ../../../nbs/25_audit_map.ipynb #c010
+CLIP = 98   # percentile of |value| where the colour scale ends: larger values take its end colours
+
 def _mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Web Mercator metres (what tile layers use) of degrees."
     from holoviews.util.transform import lon_lat_to_easting_northing
@@ -40,7 +47,7 @@ def _sort_key(s: pd.Series) -> np.ndarray:
     return s.to_numpy()
 
 class MapData:
-    "Plot-ready arrays of one store frame, computed once: coordinates, extent, colour scales, tracks, a k-d tree."
+    "Plot-ready arrays of one store frame, computed once: coordinates, extent, colour scales, tracks, rasters, a k-d tree."
     def __init__(self,
                  frame: pd.DataFrame,   # the store's frame: row_id sorted, and lon/lat columns
                  columns: dict,         # the store's {"time", "entity", "lat", "lon"} column names
@@ -59,13 +66,16 @@ class MapData:
         self._tree = self._tracks = self._base = None
         self._tables: dict[str, pd.DataFrame] = {}
         self._scales: dict[str, float] = {}
+        self._points: dict[str, dict] = {}
+        self._aggs: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.RLock()   # sessions of a process and the server's preload thread share it
 
     def scale(self, col: str) -> float:
-        "Half-width of the colour range of a value column: the 99th percentile of |value|."
+        "Half-width of the colour range of a value column: the `CLIP` (98th) percentile of |value|."
         if col not in self._scales:
             v = np.abs(self.frame[col].to_numpy(dtype=float))
             v = v[np.isfinite(v)]
-            self._scales[col] = float(np.percentile(v, 99)) if len(v) else 0.0
+            self._scales[col] = float(np.percentile(v, CLIP)) if len(v) else 0.0
         return self._scales[col] or 1.0
 
     def table(self, col: str) -> pd.DataFrame:
@@ -77,6 +87,31 @@ class MapData:
             t = self._base.assign(value=self.frame[col].to_numpy(dtype=float))
             self._tables = {col: t}   # the last colour only: a million rows each
         return t
+
+    def points(self, col: str) -> dict:
+        "x, y and value of the points with a finite `col`, smallest |value| first (the largest errors are drawn on top)."
+        p = self._points.get(col)
+        if p is None:
+            v = self.frame[col].to_numpy(dtype=float)
+            ok = np.flatnonzero(np.isfinite(v) & np.isfinite(self.x) & np.isfinite(self.y))
+            o = ok[np.argsort(np.abs(v[ok]), kind="stable")]
+            p = {"x": self.x[o], "y": self.y[o], "value": v[o]}
+            if len(self._points) >= 4: self._points.pop(next(iter(self._points)))
+            self._points[col] = p
+        return p
+
+    def aggregate(self,
+                  key: tuple,           # what was aggregated: the column (or "track"), ranges and size
+                  make: Callable[[], Any],  # makes it when it is not kept
+                 ) -> Any:  # the aggregate
+        "An aggregate of these arrays, made once per key in a process (the 32 most recently used are kept)."
+        with self._lock:
+            agg = self._aggs.get(key)
+            if agg is None:
+                agg = self._aggs[key] = make()
+                while len(self._aggs) > 32: self._aggs.popitem(last=False)
+            else: self._aggs.move_to_end(key)
+            return agg
 
     def tracks(self) -> pd.DataFrame:
         "Track vertices x, y: one line per entity in time order, lines separated by a NaN row."
@@ -119,37 +154,44 @@ def map_data(
     return data.derived(("map", mercator), lambda: MapData(data.frame, data.columns, mercator))
 
 # %% ../../../nbs/25_audit_map.ipynb #c014
-COLOURS = {"Residual (observed − predicted)": "residual",
-           "SHAP value of the store's feature": "shap",
-           "Error difference vs champion (red: candidate worse)": "error_diff"}
-CMAP = "bkr"   # colorcet diverging blue-black-red: a small value is dark on the pale sea, large errors of either sign bright
-SEA, LAND, COAST, TRACK, MARK = "#eef3f7", "#e3ded2", "#a99f8c", "#9aa7b4", "#ff7f0e"
+COLOURS = {"Residual": "residual", "Feature contribution (SHAP)": "shap", "Error against the champion": "error_diff"}
+CMAP = "coolwarm"   # colorcet's diverging blue, light grey, red (CET-D1): errors near zero pale, large errors strong
+SEA, LAND, COAST, TRACK, MARK = "#d7e1ea", "#eae5da", "#a99f8c", "#8795a3", "#111111"
 THRESHOLD = 20_000
+WIDTH = 900   # the plot width assumed until the browser reports its own (the default view's rasters are made for it)
+SIZE_STEP = 50   # plot sizes are rounded to this many pixels for rasters: sessions with similar windows share them
 
-def _hv():
-    "HoloViews with its Bokeh backend loaded: options need a backend, and Panel loads one only when it renders."
-    import holoviews as hv
-    import holoviews.plotting.bokeh  # registers the backend
-    return hv
+def _vocabulary(store: AuditStore) -> Vocabulary:
+    "The store's vocabulary of the open version's columns (names only when it has none)."
+    v = getattr(store, "vocabulary", None)
+    if callable(v) and not isinstance(v, Vocabulary): v = v()
+    return v if isinstance(v, Vocabulary) else Vocabulary()
 
-def _kdims() -> list:
-    hv = _hv()
-    return [hv.Dimension("x", label="Longitude"), hv.Dimension("y", label="Latitude")]
+def _value_unit(store: AuditStore, col: str) -> str:
+    "The unit a colour column reads in: the target's, or 'log scale' for SHAP values of a model on the log scale."
+    v = _vocabulary(store)
+    link = store.data.link if getattr(store, "_data", None) is not None else "identity"
+    if col.startswith("shap_") and link != "identity": return "log-odds" if link == "logit" else "log scale"
+    return v.target_unit or ""
 
-def _label(col: str) -> str:
-    if col == "residual": return "residual (observed − predicted)"
-    if col == "error_diff": return "|error| − |champion error|"
-    return f"SHAP value: {col.removeprefix('shap_')}"
+def _label(store: AuditStore, col: str) -> str:
+    "What a colour column is called, with its unit: the colour bar's title and the hover's name."
+    v = _vocabulary(store)
+    unit = _value_unit(store, col)
+    tail = f" ({unit})" if unit else ""
+    if col == "residual": return f"Residual, observed − predicted{tail}"
+    if col == "error_diff": return f"|Error| − |champion's error|{tail}, red: candidate worse"
+    feature = col.removeprefix("shap_")
+    return f"Contribution of {v.label(feature)}{tail}"
 
 @cache
-def _land_element(mercator: bool = False):
-    "Land as one multi-polygon (rings separated by NaN): one glyph. Holes are other countries, drawn alike."
-    hv = _hv()
+def _land_xy(mercator: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    "Land as one patch of rings separated by NaN (one glyph); holes are other countries, drawn alike."
     rings = [np.asarray(poly[0], dtype=float) for poly in land_outlines()["polygons"]]
     gap = np.full((1, 2), np.nan)
     xy = np.concatenate([a for r in rings for a in (r, gap)][:-1])
     x, y = _mercator(xy[:, 0], xy[:, 1]) if mercator else (xy[:, 0], xy[:, 1])
-    return hv.Polygons([{"x": x, "y": y}], kdims=_kdims()).opts(color=LAND, line_color=COAST, line_width=0.6)
+    return np.asarray(x, dtype=float), np.asarray(y, dtype=float)
 
 # %% ../../../nbs/25_audit_map.ipynb #c015
 class MapView(Viewer):
@@ -160,16 +202,22 @@ class MapView(Viewer):
     threshold = param.Integer(default=THRESHOLD, bounds=(0, None), doc="above this many points the map is rasterised")
     tiles = param.String(default="", doc="an XYZ tile URL, e.g. 'https://tile.openstreetmap.org/{Z}/{X}/{Y}.png', for an "
                          "online basemap fetched by the browser; empty (the default): the shipped land outlines only")
-    height = param.Integer(default=560, bounds=(200, None), doc="map height in pixels")
+    height = param.Integer(default=520, bounds=(200, None), doc="map height in pixels")
     outline = param.Parameter(default=None, precedence=-1, doc="(xs, ys) of the drawn selection, plot coordinates")
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.streams: dict[str, Any] = {}   # box, lasso, tap, range: the selection streams of the current plot
+        self.streams: dict[str, Any] = {}   # box, lasso, tap, range: what the current plot's tools report
+        self._drawn: dict | None = None      # the glyphs of the current plot, updated in place
         self._data: MapData | None = None
+        self._card = None                    # the clicked point's details, once the page is made
         self.store.param.watch(self._frame_changed, "frame")
         self.store.param.watch(self._selection_changed, "selection")
         self._frame_changed()
+        self.param.watch(self._draw, ["colour", "tracks"])
+        self.store.param.watch(self._draw, "feature")
+        self.param.watch(self._show_outline, "outline")
+        self.store.param.watch(self._show_point, "point")
 
     def data(self) -> MapData | None:
         "Plot arrays of the store's frame (built once per frame); None when there is nothing to map."
@@ -186,6 +234,7 @@ class MapView(Viewer):
         return f is not None and len(f) > self.threshold
 
     def _frame_changed(self, *_):
+        self._drawn = None   # the plot of the old frame: a new one is made
         f = self.store.frame
         cols = set() if f is None else set(f.columns)
         self.param.colour.objects = {k: v for k, v in COLOURS.items() if v == "residual"
@@ -208,108 +257,248 @@ class MapView(Viewer):
         return self.colour if self.colour in cols else "residual"
 
 # %% ../../../nbs/25_audit_map.ipynb #c017
-def _vdim(self: MapView, col: str):
-    hv = _hv()
-    m = self.data().scale(col)
-    return hv.Dimension(col, label=_label(col), range=(-m, m))
-
-def _colorbar_title(plot, element):
-    "HoloViews hook: the colour bar's title follows the colour widget (HoloViews sets it once, at the first frame)."
-    for key, bar in plot.handles.items():   # "colorbar" for an image, "color_colorbar" for points coloured by a column
-        if key.endswith("colorbar") and element.vdims: bar.title = element.vdims[0].pprint_label
-
-def _points_element(self: MapView, *_) -> Any:  # hv.Points: x, y, the colour column, row_id
-    "The test points as HoloViews `Points`, drawn one by one (below the threshold)."
-    import colorcet
-    hv = _hv()
-    d, col = self.data(), self.value_column()
-    vdim = _vdim(self, col)
-    pts = hv.Points({"x": d.x, "y": d.y, col: self.store.frame[col].to_numpy(dtype=float), "row_id": d.row_id},
-                    kdims=_kdims(), vdims=[vdim, "row_id"])
-    return pts.opts(color=col, cmap=colorcet.palette[CMAP], clim=vdim.range, colorbar=True, size=4, line_alpha=0,
-                    nonselection_alpha=1.0, selection_alpha=1.0)
-
-def _canvas(self: MapView, x_range, y_range, width, height):
+def _canvas(d: MapData, x_range=None, y_range=None, width=None, height=None):
     import datashader as ds
-    d = self.data()
     (x0, x1), (y0, y1) = x_range or d.xlim, y_range or d.ylim
     # floats always: numba compiles a new pipeline for every new argument type (an int range would recompile)
-    return ds.Canvas(plot_width=int(width or 900), plot_height=int(height or self.height),
+    return ds.Canvas(plot_width=int(width or WIDTH), plot_height=int(height or MapView.height),
                      x_range=(float(x0), float(x1)), y_range=(float(y0), float(y1)))
 
-def _points_raster(self: MapView,
-                   x_range: tuple | None = None, y_range: tuple | None = None,   # visible range (None: the data's)
-                   width: int | None = None, height: int | None = None,          # plot size in pixels
-                   **_) -> Any:  # hv.Image of the mean colour value per pixel
-    "The test points aggregated by datashader to the visible range (above the threshold)."
+def _spread(top: np.ndarray, n: np.ndarray, mean: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grow every non-empty pixel into a disc of `radius` pixels; where discs overlap the larger |value| wins (drawn on
+    top). An empty pixel a disc covers takes that pixel's count and mean too, so the hover tells what it shows."""
+    h, w = top.shape
+    key = np.where(n > 0, np.abs(np.nan_to_num(top)), -1.0)
+    pad = lambda a, fill: np.pad(a, radius, constant_values=fill)  # noqa: E731
+    K, T, N, M = pad(key, -1.0), pad(top, np.nan), pad(n, 0), pad(mean, np.nan)
+    best, out_t, out_n, out_m = key.copy(), top.copy(), n.copy(), mean.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if (dx, dy) == (0, 0) or dx * dx + dy * dy > radius * radius + radius: continue   # a round brush
+            s = (slice(radius + dy, radius + dy + h), slice(radius + dx, radius + dx + w))
+            take = K[s] > best
+            best = np.where(take, K[s], best)
+            np.copyto(out_t, T[s], where=take)
+            empty = take & (n == 0)   # a pixel with points of its own keeps their count and mean
+            np.copyto(out_n, N[s], where=empty)
+            np.copyto(out_m, M[s], where=empty)
+    return out_t, out_n, out_m
+
+def rasterise(
+    d: MapData,                 # the version's plot arrays
+    what: str,                  # a value column, or "track" for the vessel tracks
+    x_range: tuple | None = None, y_range: tuple | None = None,   # the visible range (None: the data's)
+    width: int | None = None, height: int | None = None,          # the plot's size in pixels (None: the defaults)
+) -> dict:  # columns of a Bokeh image glyph: image (, n, mean for points), x, y, dw, dh
+    """The points (or tracks) aggregated by datashader to a range and size, as the data of a Bokeh image glyph; made once
+    per version, column, range and size in a process and shared by every session showing it.
+
+    Points: `image` is the value of largest magnitude in each pixel (large errors are drawn on top, never averaged
+    away), spread to a disc of 1 pixel (2 where under 5 % of the pixels have points) so a single point is visible at any
+    zoom; `n` and `mean` are the pixel's number of points and their mean value, for the hover. Tracks: 1 on a track."""
     import datashader as ds
-    import datashader.transfer_functions as tf
-    hv = _hv()
-    d, col = self.data(), self.value_column()
-    vdim = _vdim(self, col)
-    agg = _canvas(self, x_range, y_range, width, height).points(d.table(col), "x", "y", ds.mean("value"))
-    agg = tf.dynspread(agg, threshold=0.5, max_px=3, how="source")
-    return hv.Image(agg.rename(col), kdims=_kdims(), vdims=[vdim]).opts(clim=vdim.range)
+    canvas = _canvas(d, x_range, y_range, width, height)
+    (x0, x1), (y0, y1) = canvas.x_range, canvas.y_range
+    key = (what, canvas.x_range, canvas.y_range, canvas.plot_width, canvas.plot_height)
+    place = {"x": [x0], "y": [y0], "dw": [x1 - x0], "dh": [y1 - y0]}
+    def make() -> dict:
+        if what == "track":
+            agg = canvas.line(d.tracks(), "x", "y", agg=ds.any())
+            return {"image": [agg.to_numpy().astype(np.uint8)], **place}
+        agg = canvas.points(d.table(what), "x", "y", ds.summary(n=ds.count("value"), mean=ds.mean("value"),
+                                                                   hi=ds.max("value"), lo=ds.min("value")))
+        n, hi, lo = agg["n"].to_numpy().astype(np.int32), agg["hi"].to_numpy(), agg["lo"].to_numpy()
+        top = np.where(np.abs(np.nan_to_num(lo)) > np.abs(np.nan_to_num(hi)), lo, hi)
+        radius = 1 if (n > 0).mean() >= 0.05 else 2
+        top, n, mean = _spread(top, n, agg["mean"].to_numpy(), radius)
+        return {"image": [top.astype(np.float32)], "n": [n], "mean": [mean.astype(np.float32)], **place}
+    return d.aggregate(key, make)
 
-def _tracks_element(self: MapView, *_) -> Any:  # hv.Path
-    "Vessel tracks as one HoloViews `Path` (below the threshold)."
-    hv = _hv()
-    return hv.Path([self.data().tracks() if self.tracks else {"x": [], "y": []}], kdims=_kdims())
+def _raster(self: MapView, what: str, x_range: tuple | None = None, y_range: tuple | None = None,
+            width: int | None = None, height: int | None = None) -> dict:  # see `rasterise`
+    "`rasterise` of this view's version (default size: the map's)."
+    return rasterise(self.data(), what, x_range, y_range, width, height or self.height)
 
-def _tracks_raster(self: MapView, x_range: tuple | None = None, y_range: tuple | None = None,
-                   width: int | None = None, height: int | None = None, **_) -> Any:  # hv.Image: 1 on a track, NaN elsewhere
-    "Vessel tracks aggregated by datashader to the visible range (above the threshold)."
-    import datashader as ds
-    hv = _hv()
-    d = self.data()
-    tr = d.tracks() if self.tracks else pd.DataFrame({"x": [np.nan], "y": [np.nan]})
-    agg = _canvas(self, x_range, y_range, width, height).line(tr, "x", "y", agg=ds.any())
-    return hv.Image(agg.where(agg).astype(float).rename("track"), kdims=_kdims(), vdims=["track"])
+def prepare(
+    data: VersionData,          # a loaded version
+    height: int = MapView.height,  # the map's height in pixels
+) -> None:
+    "Make what every session's first map of a version shows (the default view's rasters), once: a server calls it before it forks."
+    view = MapView(store=AuditStore.from_data(data))
+    if view.data() is None: return
+    if view.large:
+        for what in ("residual", "track"): view.raster(what, height=height)
+    else: view.data().points("residual")
 
-MapView._vdim, MapView.points_element, MapView.points_raster = _vdim, _points_element, _points_raster
-MapView.tracks_element, MapView.tracks_raster = _tracks_element, _tracks_raster
+MapView.raster = _raster
 
 # %% ../../../nbs/25_audit_map.ipynb #c019
-def _outline_element(self: MapView, outline=None):
-    hv = _hv()
-    return hv.Path([] if outline is None else [np.column_stack(outline)], kdims=_kdims()).opts(
-        color=MARK, line_width=2, line_dash="dashed")
+class _Events:
+    "What a selection tool of the plot reports, for `MapView.streams`: `event(**values)` records them and calls the handler."
+    def __init__(self, handler: Callable | None = None, **values):
+        self.handler = handler
+        self.__dict__.update(values)
 
-def _marker_element(self: MapView, point=None):
-    hv = _hv()
-    d = self.data()
+    def event(self, **values) -> None:
+        self.__dict__.update(values)
+        if self.handler is not None: self.handler(**values)
+
+# The hover's values, formatted in the browser as seatrial.display.number writes them (3 significant digits, thousands
+# separators, "+" on a signed value, a dash for none) with the unit. Bokeh writes "NaN" for a NaN before any formatter
+# sees it, so the raster's rows all read the pixel's count (never NaN) and this code looks up its mean or largest value.
+_NUMBER_JS = """
+let v = value;
+if (format == "count") return Number(value).toLocaleString("en-US");
+if (format == "mean" || format == "largest") {
+  const ind = special_vars.image_index;
+  const col = source.data[format == "mean" ? "mean" : "image"];
+  v = ind != null && typeof ind == "object" ? col[ind.index][ind.flat_index] : NaN;
+}
+if (v == null || Number.isNaN(v)) return "–";
+const a = Math.abs(v);
+const text = a >= 100 ? Math.round(v).toLocaleString("en-US") : a == 0 ? "0" : String(Number(v.toPrecision(3)));
+return (v > 0 ? "+" : "") + text + unit;
+"""
+
+def _marks(d: MapData | None, outline=None, point=None) -> dict:
+    "One source for the selection outline (ox, oy) and the clicked point (mx, my), padded with NaN to one length."
+    ox, oy = ([], []) if outline is None else (np.asarray(outline[0], dtype=float), np.asarray(outline[1], dtype=float))
     i = None if point is None or d is None else d.position(point)
-    return hv.Points([] if i is None else [(d.x[i], d.y[i])], kdims=_kdims()).opts(
-        marker="circle", size=18, fill_alpha=0, line_color=MARK, line_width=3)
+    mx, my = ([], []) if i is None else ([d.x[i]], [d.y[i]])
+    n = max(len(ox), len(mx))
+    fill = lambda a: np.concatenate([np.asarray(a, dtype=float), np.full(n - len(a), np.nan)])  # noqa: E731
+    return {"ox": fill(ox), "oy": fill(oy), "mx": fill(mx), "my": fill(my)}
 
-def _plot(self: MapView) -> Any:  # hv.Overlay; also sets `self.streams`
-    "The map as a HoloViews overlay: basemap, tracks, points, selection outline, clicked point."
-    import colorcet
-    hv = _hv()
-    d = self.data()
-    tools = ["hover", "box_select", "lasso_select", "tap"]
+def _tooltips(self: MapView, col: str) -> list:
+    label = _label(self.store, col).split(" (")[0].split(",")[0]
     if self.large:
-        def streams(*extra): return [hv.streams.RangeXY(), hv.streams.PlotSize(), *extra]
-        points = hv.DynamicMap(self.points_raster, streams=streams(hv.streams.Params(self, ["colour"]),
-                                                                   hv.streams.Params(self.store, ["feature"])))
-        points = points.opts(cmap=colorcet.palette[CMAP], colorbar=True, tools=tools, hooks=[_colorbar_title])
-        tracks = hv.DynamicMap(self.tracks_raster, streams=streams(hv.streams.Params(self, ["tracks"])))
-        tracks = tracks.opts(cmap=[TRACK], clim=(0, 1), colorbar=False, alpha=0.8)
+        return [("test points here", "@n{count}"), (f"mean {label.lower()}", "@n{mean}"),
+                (f"largest {label.lower()}", "@n{largest}")]
+    return [(label, "@value{signed}"), ("", "click for the point's details")]
+
+def _hover_unit(self: MapView, col: str) -> str:
+    unit = _value_unit(self.store, col)
+    return f" ({unit})" if unit in ("log scale", "log-odds") else f" {unit}" if unit else ""
+
+@cache
+def _palette(n: int = 64) -> tuple[str, ...]:
+    "`n` colours of the diverging map, evenly taken (a short palette is cheaper to build and send for every session)."
+    import colorcet
+    full = colorcet.palette[CMAP]
+    return tuple(full[round(i * (len(full) - 1) / (n - 1))] for i in range(n))
+
+def _plot(self: MapView) -> Any:  # a bokeh Plot; also sets `self.streams`
+    "The map as one Bokeh plot: basemap, tracks, points, selection outline, clicked point; its events drive the store."
+    from bokeh.events import RangesUpdate, SelectionGeometry, Tap
+    from bokeh.models import (AllLabels, BasicTicker, BasicTickFormatter, BoxSelectTool, BoxZoomTool, CDSView, ColorBar,
+                              ColumnDataSource, CustomJSHover, GlyphRenderer, HoverTool, Image, LassoSelectTool, Line,
+                              LinearAxis, LinearColorMapper, PanTool, Patches, Plot, Range1d, ResetTool, SaveTool,
+                              Scatter, TapTool, UnionRenderers, WheelZoomTool, WMTSTileSource)
+    d, v, c = self.data(), _vocabulary(self.store), self.store.columns
+    # Few models per session: each one is built, kept and sent for every reviewer. No grids, no title, one ticker and
+    # formatter for both axes, one (stateless) view and selection policy for every glyph.
+    fig = Plot(x_range=Range1d(*d.xlim), y_range=Range1d(*d.ylim), title=None, height=self.height,
+               sizing_mode="stretch_width", background_fill_color=SEA, toolbar_location="right", output_backend="canvas",
+               min_border_left=50, min_border_right=10)
+    ticker, formatter, policy = BasicTicker(), BasicTickFormatter(), AllLabels()
+    fig.add_layout(LinearAxis(axis_label=v.title(c["lon"]), ticker=ticker, formatter=formatter, major_label_policy=policy), "below")
+    fig.add_layout(LinearAxis(axis_label=v.title(c["lat"]), ticker=ticker, formatter=formatter, major_label_policy=policy), "left")
+    view, union = CDSView(), UnionRenderers()
+    def add(name, glyph, data) -> GlyphRenderer:
+        r = GlyphRenderer(name=name, data_source=ColumnDataSource(data, selection_policy=union), glyph=glyph, view=view)
+        fig.renderers.append(r)
+        return r
+    if self.tiles: fig.add_tile(WMTSTileSource(url=self.tiles))
     else:
-        points = hv.DynamicMap(pn.bind(self.points_element, self.param.colour, self.store.param.feature)).opts(
-            tools=tools, hooks=[_colorbar_title])
-        tracks = hv.DynamicMap(pn.bind(self.tracks_element, self.param.tracks)).opts(color=TRACK, line_width=1, alpha=0.8)
-    self.streams = {"box": hv.streams.BoundsXY(source=points), "lasso": hv.streams.Lasso(source=points),
-                    "tap": hv.streams.Tap(source=points), "range": hv.streams.RangeXY(source=points)}
-    self.streams["box"].add_subscriber(self._on_box)
-    self.streams["lasso"].add_subscriber(self._on_lasso)
-    self.streams["tap"].add_subscriber(self._on_tap)
-    outline = hv.DynamicMap(pn.bind(self._outline_element, self.param.outline))
-    marker = hv.DynamicMap(pn.bind(self._marker_element, self.store.param.point))
-    base = hv.Tiles(self.tiles) if self.tiles else _land_element(False)
-    return (base * tracks * points * outline * marker).opts(
-        xlim=d.xlim, ylim=d.ylim, responsive=True, min_height=self.height, bgcolor=SEA,
-        active_tools=["wheel_zoom", "box_select"])
+        lx, ly = _land_xy(False)
+        add("land", Patches(xs="xs", ys="ys", fill_color=LAND, line_color=COAST, line_width=0.6), {"xs": [lx], "ys": [ly]})
+    col = self.value_column()
+    m = d.scale(col)
+    mapper = LinearColorMapper(palette=_palette(), low=-m, high=m, nan_color="rgba(0, 0, 0, 0)")
+    if self.large:
+        empty = {"image": [np.zeros((1, 1), np.uint8)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]}
+        tracks = add("tracks", Image(image="image", x="x", y="y", dw="dw", dh="dh", global_alpha=0.9,
+                           color_mapper=LinearColorMapper(palette=["rgba(0, 0, 0, 0)", TRACK], low=0, high=1)), empty)
+        points = add("points", Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper),
+                     {"image": [np.zeros((1, 1), np.float32)], "n": [np.zeros((1, 1), np.int32)],
+                      "mean": [np.zeros((1, 1), np.float32)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]})
+    else:
+        tracks = add("tracks", Line(x="x", y="y", line_color=TRACK, line_width=1, line_alpha=0.8), {"x": [], "y": []})
+        points = add("points", Scatter(x="x", y="y", size=6, line_color=None, fill_color={"field": "value", "transform": mapper}),
+                     {"x": [], "y": [], "value": []})
+    marks = _marks(d, self.outline, self.store.point)
+    src = ColumnDataSource(marks, selection_policy=union)
+    outline = GlyphRenderer(name="outline", data_source=src, view=view, glyph=Line(x="ox", y="oy", line_color=MARK, line_width=2,
+                                                                   line_dash="dashed"))
+    marker = GlyphRenderer(name="marker", data_source=src, view=view, glyph=Scatter(x="mx", y="my", marker="circle", size=16,
+                                                                     fill_alpha=0, line_color=MARK, line_width=3))
+    fig.renderers.extend([outline, marker])
+    box, lasso, wheel = BoxSelectTool(), LassoSelectTool(), WheelZoomTool()
+    number_js = CustomJSHover(code=_NUMBER_JS, args={"source": points.data_source, "unit": _hover_unit(self, col)})
+    hover = HoverTool(renderers=[points], tooltips=_tooltips(self, col), formatters={"@n": number_js, "@value": number_js})
+    fig.add_tools(PanTool(), BoxZoomTool(), box, lasso, TapTool(), wheel, ResetTool(), SaveTool(), hover)
+    # the wheel scrolls the page until the reviewer turns wheel zoom on in the toolbar
+    fig.toolbar.active_drag, fig.toolbar.active_scroll = box, None
+    bar = ColorBar(color_mapper=mapper, title=_label(self.store, col), orientation="horizontal", height=10,
+                   width=300, location=(0, 0), padding=6, title_standoff=4, major_label_policy=policy,
+                   title_text_font_style="normal", title_text_font_size="12px")
+    fig.add_layout(bar, "below")
+    self._drawn = {"figure": fig, "points": points, "tracks": tracks, "mapper": mapper, "bar": bar, "marks": src,
+                   "hover": hover, "size": (None, None), "column": None}
+    self.streams = {"box": _Events(self._on_box), "lasso": _Events(self._on_lasso), "tap": _Events(self._on_tap),
+                    "range": _Events(self._on_range, x_range=None, y_range=None)}
+
+    def geometry(event):
+        g = event.geometry or {}
+        if not event.final: return
+        if g.get("type") == "rect": self.streams["box"].event(bounds=(g["x0"], g["y0"], g["x1"], g["y1"]))
+        elif g.get("type") == "poly": self.streams["lasso"].event(geometry=np.column_stack([g["x"], g["y"]]))
+    fig.on_event(SelectionGeometry, geometry)
+    fig.on_event(Tap, lambda e: self.streams["tap"].event(x=e.x, y=e.y))
+    fig.on_event(RangesUpdate, lambda e: self.streams["range"].event(x_range=(e.x0, e.x1), y_range=(e.y0, e.y1)))
+    fig.on_change("inner_width", lambda attr, old, new: self._on_size(width=new))
+    fig.on_change("inner_height", lambda attr, old, new: self._on_size(height=new))
+    self._draw()
+    return fig
+
+def _draw(self: MapView, *_) -> None:
+    "Put the current colour, feature and tracks into the drawn plot (the same glyphs, new data)."
+    drawn = getattr(self, "_drawn", None)
+    if drawn is None or self.data() is None: return
+    d, col = self.data(), self.value_column()
+    if drawn["column"] != col:
+        m = d.scale(col)
+        drawn["mapper"].update(low=-m, high=m)
+        drawn["bar"].title = f"{_label(self.store, col)}, clipped at ±{number(m)} ({CLIP}th percentile)"
+        drawn["hover"].tooltips = _tooltips(self, col)
+        drawn["hover"].formatters["@n"].args = {"source": drawn["points"].data_source, "unit": _hover_unit(self, col)}
+        drawn["column"] = col
+    if self.large:
+        r = self.streams["range"]
+        args = (r.x_range, r.y_range, *drawn["size"])
+        drawn["points"].data_source.data = dict(self.raster(col, *args))
+        drawn["tracks"].data_source.data = (dict(self.raster("track", *args)) if self.tracks else
+            {"image": [np.zeros((1, 1), np.uint8)], "x": [0.0], "y": [0.0], "dw": [1.0], "dh": [1.0]})
+    else:
+        drawn["points"].data_source.data = dict(d.points(col))
+        t = d.tracks() if self.tracks else pd.DataFrame({"x": [], "y": []})
+        drawn["tracks"].data_source.data = {"x": t["x"].to_numpy(dtype=float), "y": t["y"].to_numpy(dtype=float)}
+
+def _on_range(self: MapView, x_range=None, y_range=None, **_) -> None:
+    if self.large: self._draw()
+
+def _on_size(self: MapView, width: int | None = None, height: int | None = None) -> None:
+    "The browser laid the plot out (or resized it): rasters for its size, rounded to `SIZE_STEP` pixels."
+    drawn = getattr(self, "_drawn", None)
+    if drawn is None: return
+    px = drawn.setdefault("px", [None, None])   # the plot's inner size as the browser reported it
+    if width: px[0] = width
+    if height: px[1] = height
+    step = lambda n: max(SIZE_STEP, round(n / SIZE_STEP) * SIZE_STEP) if n else None  # noqa: E731
+    size = (step(px[0]), step(px[1]))
+    if size != drawn["size"]:
+        drawn["size"] = size
+        if self.large: self._draw()
 
 def _degrees(self: MapView, xs, ys) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
@@ -344,39 +533,86 @@ def _clear(self: MapView, *_) -> None:
     self.store.clear_selection()
     self.outline = None
 
+def _show_marks(self: MapView, *_) -> None:
+    drawn = getattr(self, "_drawn", None)
+    if drawn is not None: drawn["marks"].data = _marks(self.data(), self.outline, self.store.point)
+
+def _show_point(self: MapView, *_) -> None:
+    _show_marks(self)
+    if self._card is not None: self._card.object = self.details()
+
 MapView.plot, MapView._on_box, MapView._on_lasso, MapView._on_tap = _plot, _on_box, _on_lasso, _on_tap
-MapView._outline_element, MapView._marker_element, MapView.clear = _outline_element, _marker_element, _clear
+MapView._draw, MapView._on_range, MapView._on_size, MapView.clear = _draw, _on_range, _on_size, _clear
+MapView._show_outline, MapView._show_point = _show_marks, _show_point
 
 # %% ../../../nbs/25_audit_map.ipynb #c021
-def _status(self: MapView, frame=None, selection=None) -> str:
-    n = 0 if frame is None else len(frame)
+def _status(self: MapView, *_) -> str:
+    f, selection = self.store.frame, self.store.selection
+    n = 0 if f is None else len(f)
     if not n: return "No candidate open."
-    sel = "all selected" if selection is None else f"{len(selection):,} selected"
+    sel = "all selected" if selection is None else f"{count(len(selection))} selected"
     how = "rasterised by datashader" if n > self.threshold else "every point drawn"
-    return f"{n:,} test points, {sel} ({how})"
+    return f"{count(n)} test points, {sel} ({how})"
 
-def _figure(self: MapView, frame=None):
+def _details(self: MapView,
+             row_id: Any = None,   # a test row's row_id (None: the store's clicked point)
+            ) -> str:  # HTML: a table of the point's vessel, time, values with units and its largest contributions
+    "The clicked point as a reviewer reads it: vessel, time, observed, predicted and residual with units, top 3 SHAP contributions."
+    st = self.store
+    row_id = st.point if row_id is None else row_id
+    d = self.data()
+    i = None if row_id is None or d is None else d.position(row_id)
+    if i is None: return "<p class='seatrial-point-hint'>Click a point on the map for its details.</p>"
+    row, v, c, t = st.frame.iloc[i], _vocabulary(st), st.columns, _vocabulary(st).target
+    cap = lambda s: s[:1].upper() + s[1:]  # noqa: E731
+    rows = []
+    if c.get("entity"): rows.append((cap(v.label(c["entity"])), str(row[c["entity"]])))
+    if c.get("time"): rows.append(("Time", when(row[c["time"]])))
+    rows.append(("Position", f"{v.value(row[c['lat']], c['lat'])}, {v.value(row[c['lon']], c['lon'])}"))
+    rows += [(f"Observed {v.target_label}", v.value(row["target"], t)), ("Predicted", v.value(row["pred"], t)),
+             ("Residual, observed − predicted", v.value(row["residual"], t, signed=True))]
+    if "champion_pred" in st.frame and np.isfinite(row["champion_pred"]):
+        rows.append((f"Champion (version {st.champion_version}) predicted", v.value(row["champion_pred"], t)))
+    feats = [f for f in st.data.features if f"shap_{f}" in st.frame]
+    shap = np.array([row[f"shap_{f}"] for f in feats], dtype=float)
+    top = [j for j in np.argsort(-np.abs(np.nan_to_num(shap)), kind="stable")[:3]]
+    unit = _value_unit(st, f"shap_{feats[0]}") if feats else ""
+    log = unit in ("log scale", "log-odds")
+    head = f"Largest contributions ({unit})" if log else "Largest contributions"
+    contrib = [(cap(v.label(feats[j])), number(shap[j], signed=True) if log else v.value(shap[j], t, signed=True)) for j in top]
+    cell = lambda k, x: f"<tr><th style='text-align:left;font-weight:normal;color:#555;padding-right:8px'>{html.escape(k)}</th><td>{html.escape(x)}</td></tr>"  # noqa: E731
+    return (f"<div class='seatrial-point'><b>Clicked point</b><table style='font-size:13px'>{''.join(cell(k, x) for k, x in rows)}</table>"
+            f"<b>{html.escape(head)}</b><table style='font-size:13px'>{''.join(cell(k, x) for k, x in contrib)}</table></div>")
+
+def _figure(self: MapView, *_):
     if self.data() is None:
         return pn.pane.Str("No test points with latitude and longitude to map: open a candidate of a dataset with "
                            "[table] lat and lon columns.")
-    return pn.pane.HoloViews(self.plot(), sizing_mode="stretch_width", min_height=self.height)
+    return pn.pane.Bokeh(self.plot(), sizing_mode="stretch_width", height=self.height)
 
 def __panel__(self: MapView):
-    colour = pn.widgets.Select.from_param(self.param.colour, width=330)
-    feature = pn.widgets.Select.from_param(self.store.param.feature, label="SHAP feature", width=220,
+    colour = pn.widgets.Select.from_param(self.param.colour, width=260)
+    feature = pn.widgets.Select.from_param(self.store.param.feature, label="Feature", width=220,
                                            options=self.store.param.features, visible=self.param.colour.rx() == "shap")
     tracks = pn.widgets.Checkbox.from_param(self.param.tracks, align="end")
-    clear = pn.widgets.Button(label="Clear selection", align="end")
+    clear = pn.widgets.Button(label="Clear selection", align="center")
     clear.on_click(self.clear)
-    status = pn.pane.Str(pn.bind(self._status, self.store.param.frame, self.store.param.selection))
-    return pn.Column(pn.Row(colour, feature, tracks, clear), status, pn.panel(pn.bind(self._figure, self.store.param.frame)),
-                     sizing_mode="stretch_width")
+    status = pn.pane.Str(self._status(), align="center", margin=(0, 10))
+    figure = pn.Column(self._figure(), sizing_mode="stretch_width")
+    self._card = pn.pane.HTML(self.details(), width=230, margin=(5, 5), css_classes=["seatrial-point-card"])
+    def frame_changed(*_):
+        figure.objects = [self._figure()]
+        self._card.object = self.details()
+    self.store.param.watch(frame_changed, "frame")
+    self.store.param.watch(lambda *_: setattr(status, "object", self._status()), ["frame", "selection"])
+    return pn.Column(pn.Row(colour, feature, tracks), pn.Row(status, clear),
+                     pn.Row(figure, self._card, sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
-MapView._status, MapView._figure, MapView.__panel__ = _status, _figure, __panel__
+MapView._status, MapView.details, MapView._figure, MapView.__panel__ = _status, _details, _figure, __panel__
 
 # %% ../../../nbs/25_audit_map.ipynb #c027
 def warm_up() -> float:  # seconds it took
-    "Compile datashader's pipelines for the map (points, tracks, spreading) on a tiny frame, so no reviewer waits for them."
+    "Compile datashader's pipelines for the map (points, tracks) on a tiny frame, so no reviewer waits for them."
     import time
     t = time.perf_counter()
     f = pd.DataFrame({"row_id": np.arange(4), "time": pd.to_datetime(np.arange(4), unit="h", utc=True),
@@ -385,7 +621,6 @@ def warm_up() -> float:  # seconds it took
     data = VersionData(f, {"time": "time", "entity": "entity", "lat": "lat", "lon": "lon"}, "regression", {}, ["x"], 1.0,
                        link="identity")
     view = MapView(store=AuditStore.from_data(data), threshold=0)
-    view.points_raster(width=50, height=40)
-    view.points_raster(x_range=(0.0, 0.1), y_range=(0.0, 0.1), width=50, height=40)   # sparse: spreading runs
-    view.tracks_raster(width=50, height=40)
+    view.raster("residual", width=50, height=40)
+    view.raster("track", width=50, height=40)
     return time.perf_counter() - t

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import html
@@ -378,11 +379,12 @@ def _serve_locally() -> None:
     if settings.resources(default="server") not in ("server", "server-dev"): settings.resources = "server"
 
 def _preload(root: Path, newest: int = 2) -> None:
-    "Load the newest candidates' data into the process cache, so their first page is quick."
+    "Load the newest candidates' data into the process cache, and their maps' default views, so their first page is quick."
     from seatrial import review
+    from seatrial.audit import map as audit_map
     from seatrial.audit.store import open_version
     try:
-        for c in review.candidates(root)[:newest]: open_version(root, c["model"], c["version"])
+        for c in review.candidates(root)[:newest]: audit_map.prepare(open_version(root, c["model"], c["version"])[0])
     except SeatrialError as e:   # a broken version is reported when someone opens it; the server still starts
         _log.warning("could not preload the review queue: %s", e)
 
@@ -462,6 +464,8 @@ def serve_audit(
     if app_factory is None and processes > 1:   # loaded once, before the fork: every worker shares it
         _preload(root)
         _close_database_connections()
+        # what was made before the fork is never scanned by a worker's garbage collector: not copied by it either
+        gc.collect(); gc.freeze()
     elif app_factory is None:   # the first reviewer should not wait for the newest candidates to load
         threading.Thread(target=_preload, args=(root,), name="seatrial-preload", daemon=True).start()
 

@@ -20,11 +20,13 @@ import pandas as pd
 import param
 
 from ..core import SeatrialError, read_json
+from ..display import Vocabulary, vocabulary
 from ..evaluate import PRIMARY, add_regimes, metrics_by_regime, score
 
 # %% auto #0
-__all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'QUEUE_SECONDS', 'AuditStoreError', 'VersionData', 'load_version', 'cached_version',
-           'clear_cache', 'has_registry', 'current_champion', 'open_version', 'review_queue', 'demo_data', 'AuditStore']
+__all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'QUEUE_SECONDS', 'DEMO_VOCABULARY', 'AuditStoreError', 'VersionData', 'regime_levels',
+           'load_version', 'cached_version', 'clear_cache', 'has_registry', 'current_champion', 'open_version',
+           'identical_predictions', 'registry_drift', 'review_queue', 'demo_data', 'AuditStore']
 
 # %% ../../../nbs/23_audit_store.ipynb #c006
 class AuditStoreError(SeatrialError):
@@ -58,6 +60,7 @@ class VersionData:
     values_path: Path | None = None     # features table, read on first need for feature values
     values: pd.DataFrame | None = None  # model feature values aligned with `frame` (None until read)
     link: str = ""                      # raw score -> prediction: identity | log | logit | unknown ("" detect)
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)   # labels, units and descriptions of the dataset's columns
     ranked: list[str] = field(init=False)   # features by mean |SHAP| over all test rows, largest first
     cache: dict = field(default_factory=dict, repr=False)   # derived arrays fixed per version (histogram bins)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -78,6 +81,15 @@ class VersionData:
         with self._lock:
             if key not in self.cache: self.cache[key] = make()
             return self.cache[key]
+
+    def identical_to_champion(self) -> bool:
+        "Are the candidate's predictions exactly the champion's (max abs difference 0.0 on every test row)? Computed once."
+        f = self.frame
+        if not self.champion_version or self.champion_source == "candidate" or "champion_pred" not in f or not len(f): return False
+        def same() -> bool:
+            diff = np.abs(f["pred"].to_numpy(dtype=float) - f["champion_pred"].to_numpy(dtype=float))
+            return bool(np.nanmax(diff) == 0.0) if np.isfinite(diff).any() else False
+        return self.derived("identical_to_champion", same)
 
     def nbytes(self) -> int:
         "Memory held by its tables: the frame, and the feature values once read."
@@ -115,6 +127,44 @@ def _positions(ids: np.ndarray, other: np.ndarray, what: str) -> np.ndarray | No
                               f"(first row_id: {missing[0]}); it was made from other rows than the predictions. "
                               "Rerun the pipeline (`seatrial run`) so every stage sees the same test rows.")
     return found
+
+def _canonical_levels(spec: Any) -> list[str]:
+    "A regime's levels in their own order, as the evaluate stage names them: bands by their bins, months Jan..Dec ([] unknown)."
+    get = (lambda k: spec.get(k)) if isinstance(spec, Mapping) else (lambda k: getattr(spec, k, None))
+    bins, by = get("bins"), get("by")
+    if bins:
+        e = np.asarray(bins, dtype=float)
+        probe = pd.DataFrame({"x": [e[0] - 1, *((e[:-1] + e[1:]) / 2), e[-1] + 1, np.nan]})
+        spec_ = {"column": "x", "bins": list(bins)}
+    elif by in ("month", "weekday", "hour"):
+        probe = pd.DataFrame({"x": pd.date_range("2001-01-01", periods={"month": 12, "weekday": 7, "hour": 24}[by],
+                                                  freq={"month": "MS", "weekday": "D", "hour": "h"}[by], tz="UTC")})
+        spec_ = {"column": "x", "by": by}
+    else: return []
+    try: return [str(c) for c in add_regimes(probe, {"r": spec_})["regime_r"].cat.categories]
+    except Exception: return []   # an odd spec: the levels keep the order they come in
+
+def regime_levels(
+    values: pd.Series,   # a regime column as the predictions file holds it
+    spec: Any = None,    # the regime's spec in the dataset config (bins, by ...)
+) -> pd.Categorical:
+    "A regime column as a Categorical in the regime's order: an ordered Categorical as it is, bands by their bins, months Jan..Dec, numbers by value; other names alphabetically."
+    if isinstance(values.dtype, pd.CategoricalDtype) and values.cat.ordered: return values.array
+    text = values.astype(str)
+    present = list(pd.unique(text))
+    canonical = _canonical_levels(spec) if spec is not None else []
+    if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        rest = [str(v) for v in np.sort(pd.unique(values.dropna()))]
+        rest += [x for x in present if x not in rest]
+    elif isinstance(values.dtype, pd.CategoricalDtype):
+        rest = [str(c) for c in values.cat.categories]
+    else: rest = sorted(present)
+    rank = {c: i for i, c in enumerate(canonical)}
+    def place(x: str) -> int | None:   # a level's place in the canonical order, also with a unit after it
+        return rank.get(x, rank.get(x.rsplit(" ", 1)[0]) if " " in x else None)
+    known = sorted((x for x in present if place(x) is not None), key=place)
+    order = known + [x for x in rest if x not in known and x in present]
+    return pd.Categorical(text, categories=order, ordered=bool(canonical))
 
 def _read_aligned(path: Path, columns: Sequence[str], ids: np.ndarray, what: str) -> pd.DataFrame:
     "Columns of the test rows of a parquet file, in the order of the sorted `ids`."
@@ -170,7 +220,7 @@ def load_version(
         data["champion_residual"] = target - data["champion_pred"]
         data["error_diff"] = np.abs(np.asarray(data["residual"], dtype=float)) - np.abs(data["champion_residual"])
     for c in [*regime_cols, *[columns[k] for k in ("entity",) if columns[k]]]:
-        if c in p and not isinstance(p[c].dtype, pd.CategoricalDtype): data[c] = pd.Categorical(p[c].astype(str))
+        if c in p: data[c] = regime_levels(p[c], cfg.regimes.get(c.removeprefix("regime_")))
     for c in shap_cols:
         v = shap[c].to_numpy(dtype=float)
         data[c] = v if pos is None else v[pos]
@@ -182,7 +232,7 @@ def load_version(
     meta = {k: read_json(outputs[k]) if outputs.get(k) and Path(outputs[k]).exists() else None for k in ("metrics", "checks")}
     return VersionData(frame, columns, cfg.task, dict(cfg.regimes), features, base, meta["metrics"] or {},
                        meta["checks"] or [], champion if "champion_pred" in data else "", source,
-                       outputs.get("features"), None if values is None else values[features])
+                       outputs.get("features"), None if values is None else values[features], vocabulary=vocabulary(cfg))
 
 # %% ../../../nbs/23_audit_store.ipynb #c020
 CACHE_BYTES = 1_500_000_000   # tables of the versions kept in memory per process, together at most this
@@ -278,6 +328,62 @@ def open_version(
 # %% ../../../nbs/23_audit_store.ipynb #c025b
 QUEUE_SECONDS = 30.0   # the longest a process reuses the review queue it read
 _QUEUE: dict[str, tuple[tuple, float, list]] = {}
+_IDENTICAL: dict[tuple, bool | None] = {}
+_DRIFT: dict[tuple, tuple[tuple, float, list]] = {}
+
+def _predictions_file(root: Path, model: str, version: str) -> Path | None:
+    "The predictions file of a version's evaluate stage (None: not found)."
+    from seatrial import review, tracking
+    mv = tracking.model_version(root, model, version)
+    if mv is None: return None
+    try: _, record, old_root = review._run_record(root, model, version, mv.tags)
+    except SeatrialError: return None
+    for stage in record.get("stages", []):
+        if not stage.get("manifest"): continue
+        manifest = review._rebase(old_root, root, stage["manifest"])
+        if not manifest.exists(): continue
+        out = read_json(manifest).get("outputs", {}).get("predictions")
+        if out: return review._rebase(old_root, root, manifest.parent / out["path"])   # relative to its manifest
+    return None
+
+def identical_predictions(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+    version: str,              # the candidate
+    champion: str,             # the champion
+) -> bool | None:  # True: max abs difference 0.0 on the test rows both predicted; None: cannot tell
+    "Does the candidate predict exactly what the champion predicted (a retrain that changed nothing)? Once per (version, champion) and files."
+    root = Path(root).resolve()
+    files = [_predictions_file(root, model, v) for v in (version, champion)]
+    if any(f is None or not f.exists() for f in files): return None
+    key = (str(root), model, version, champion, *[(str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files])
+    with _CACHE_LOCK:
+        if key in _IDENTICAL: return _IDENTICAL[key]
+    a, b = (_read_test(f, ["row_id", "pred"]) for f in files)
+    common, ia, ib = np.intersect1d(a["row_id"].to_numpy(), b["row_id"].to_numpy(), return_indices=True)
+    same = None if not len(common) else bool(
+        np.nanmax(np.abs(a["pred"].to_numpy(dtype=float)[ia] - b["pred"].to_numpy(dtype=float)[ib])) == 0.0)
+    with _CACHE_LOCK: _IDENTICAL[key] = same
+    return same
+
+def registry_drift(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+) -> list[str]:  # sentences naming tags and aliases edited by hand in MLflow (empty: none, or not checkable)
+    "`seatrial.review.registry_drift`, read once per process while the registry and the ledger are unchanged."
+    import time
+    from seatrial import review
+    check = getattr(review, "registry_drift", None)   # added with issue 10's MLflow work
+    root = Path(root).resolve()
+    if check is None or not model or not has_registry(root): return []
+    state, now = _registry_state(root), time.monotonic()
+    with _CACHE_LOCK: hit = _DRIFT.get((str(root), model))
+    if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS: return list(hit[2])
+    try: found = [str(s) for s in check(root, model)]
+    except SeatrialError as e: found = [str(e)]
+    if state is not None:
+        with _CACHE_LOCK: _DRIFT[(str(root), model)] = (state, now, found)
+    return found
 
 def _registry_state(root: Path) -> tuple | None:
     "What changes when the registry or the ledger changes: their files' size and time (None: a server, not seen)."
@@ -296,7 +402,7 @@ def _registry_state(root: Path) -> tuple | None:
 def review_queue(
     root: str | os.PathLike,   # the project folder
 ) -> list[dict]:  # `review.candidates(root)`: versions awaiting a decision, newest first
-    "The review queue, read once per process while the registry and the ledger are unchanged."
+    "The review queue, read once per process while the registry and the ledger are unchanged; `identical_to` names the champion whose predictions a candidate repeats exactly."
     import copy
     import time
     from seatrial import review
@@ -307,19 +413,33 @@ def review_queue(
     if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS:
         return copy.deepcopy(hit[2])
     queue = review.candidates(root)
+    for c in queue:
+        champ = str(c.get("champion_version") or "")
+        c["identical_to"] = champ if champ and champ != str(c["version"]) and identical_predictions(
+            root, c["model"], str(c["version"]), champ) else ""
     if state is not None:
         with _CACHE_LOCK: _QUEUE[str(root)] = (state, now, queue)
     return copy.deepcopy(queue)
 
 
 # %% ../../../nbs/23_audit_store.ipynb #c028
+DEMO_VOCABULARY = Vocabulary(
+    "fuel_t_day", "regression", "time",
+    {"fuel_t_day": "fuel consumption", "stw_kn": "speed through water", "hs_m": "significant wave height",
+     "draught_m": "draught", "days_since_drydock": "days since dry dock", "vessel_type": "vessel type",
+     "vessel_id": "vessel", "lat": "latitude", "lon": "longitude", "time": "time"},
+    {"stw_kn": "speed of the ship relative to the water around it"},
+    {"fuel_t_day": "t/day", "stw_kn": "kn", "hs_m": "m", "draught_m": "m", "days_since_drydock": "days",
+     "lat": "degrees_north", "lon": "degrees_east"},
+    {"vessel": "vessel", "speed_band": "speed band", "sea_state": "sea state", "month": "month"})
+
 def demo_data(
     n: int = 10_000,      # test rows
     seed: int = 0,        # random seed
     vessels: int = 12,    # number of vessels
     champion: bool = True,   # include a champion's predictions
 ) -> VersionData:
-    "A synthetic version whose SHAP values add up, for examples, view tests and benchmarks."
+    "A synthetic version whose SHAP values add up (the fleet's labels and units), for examples, view tests and benchmarks."
     rng = np.random.default_rng(seed)
     v = rng.integers(0, vessels, n)
     sec = rng.uniform(0, 365 * 86400, n)
@@ -360,7 +480,7 @@ def demo_data(
                "champion": score(target, frame["champion_pred"]) if champion else None}
     return VersionData(frame, {"time": "time", "entity": "vessel_id", "lat": "lat", "lon": "lon"}, "regression", regimes,
                        list(contrib), base, metrics, checks, "1" if champion else "", "evaluate" if champion else "",
-                       values=X, link="identity")
+                       values=X, link="identity", vocabulary=DEMO_VOCABULARY)
 
 # %% ../../../nbs/23_audit_store.ipynb #c032
 class AuditStore(param.Parameterized):
@@ -428,6 +548,16 @@ class AuditStore(param.Parameterized):
     def columns(self) -> dict[str, str | None]:
         "The dataset's names of the time, entity, lat and lon columns."
         return dict(self._data.columns) if self._data else {"time": None, "entity": None, "lat": None, "lon": None}
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        "Labels and units of the open version's dataset (names only when none is open)."
+        return self._data.vocabulary if self._data else Vocabulary()
+
+    @property
+    def identical_to_champion(self) -> bool:
+        "The candidate predicts exactly what the champion does (max abs difference 0.0)."
+        return self._data is not None and self._data.identical_to_champion()
 
     @property
     def base_value(self) -> float:

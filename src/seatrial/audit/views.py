@@ -18,11 +18,13 @@ import param
 from panel.viewable import Viewer
 
 from .store import AuditStore
+from ..display import Vocabulary, count, number, percent
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
-__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'SelectionChanged', 'inert', 'fmt', 'delta_cell', 'selection_stream',
-           'OverviewView', 'ExplanationView', 'warm_up']
+__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'METRIC_NAMES', 'SelectionChanged', 'RAISES', 'LOWERS', 'inert', 'fmt',
+           'delta_cell', 'metric_name', 'check_title', 'checks_html', 'level_text', 'selection_stream', 'OverviewView',
+           'ExplanationView', 'warm_up']
 
 # %% ../../../nbs/24_audit_views.ipynb #c006
 BETTER, WORSE = "#d5efd5", "#f6d2d2"   # cell backgrounds: the candidate's error is lower / higher
@@ -33,19 +35,60 @@ def inert(x: Any) -> str:
     escaped = html.escape("" if x is None else str(x), quote=True)
     return escaped.replace("*", "&#42;").replace("_", "&#95;").replace("`", "&#96;").replace("[", "&#91;").replace("\n", "<br>")
 
-def fmt(x: Any, digits: int = 4) -> str:
-    "A number for a table: significant digits, a dash when missing."
-    if x is None or (isinstance(x, float) and not math.isfinite(x)): return "–"
-    if isinstance(x, (int, np.integer)): return f"{int(x):,}"
-    return f"{float(x):.{digits}g}"
+def fmt(x: Any, digits: int = 3) -> str:
+    "A number for a table: `seatrial.display.number` (this name is kept for its callers)."
+    return number(x, digits)
 
-def delta_cell(delta: float | None, rel: float | None) -> str:
+def delta_cell(delta: float | None,    # candidate's error minus the other model's
+               rel: float | None,      # the same, relative to the other model's error
+               unit: str | None = None,  # the error's unit (the target's for RMSE), shown with the difference
+              ) -> str:
     "A coloured table cell for an error difference (negative: the candidate is better)."
     if delta is None or (isinstance(delta, float) and not math.isfinite(delta)): return "<td>–</td>"
     colour = BETTER if delta < 0 else WORSE if delta > 0 else "transparent"
     word = "better" if delta < 0 else "worse" if delta > 0 else "same"
-    rel_txt = "" if rel is None or not math.isfinite(rel) else f" ({rel:+.1%})"
-    return f'<td class="{word}" style="background:{colour}" title="candidate {word}">{delta:+.4g}{rel_txt}</td>'
+    rel_txt = "" if rel is None or not math.isfinite(rel) else f" ({percent(rel, 2, signed=True)})"
+    text = number(delta, signed=True) + (f" {inert(unit)}" if unit else "")
+    return (f'<td class="{word}" style="background:{colour};text-align:right" title="candidate {word}">'
+            f'{text}{rel_txt}</td>')
+
+METRIC_NAMES = {"rmse": "RMSE", "logloss": "log loss", "mae": "MAE", "r2": "R²", "bias": "bias"}
+
+def metric_name(key: str) -> str:
+    "What a person calls a metric key of the evaluate stage."
+    return METRIC_NAMES.get(key, key)
+
+def check_title(name: str, vocab: Vocabulary | None = None) -> str:
+    "A check's name as a person reads it: 'monotone_stw_kn' -> 'monotone in speed through water'."
+    vocab = vocab or Vocabulary()
+    for col in sorted({*vocab.labels, *vocab.units}, key=len, reverse=True):
+        if name.endswith("_" + col) and len(name) > len(col) + 1:
+            return f"{name[: -len(col) - 1].replace('_', ' ')} in {vocab.label(col)}"
+    return name.replace("_", " ")
+
+def checks_html(checks: list[dict], vocab: Vocabulary | None = None) -> str:
+    "Behavioural checks as HTML: pass or fail, a readable name (the raw one on hover), and what each means."
+    if not checks: return "<p>No behavioural checks were recorded for this version.</p>"
+    passed = sum(bool(c.get("passed")) for c in checks)
+    items = []
+    for c in checks:
+        ok, name = bool(c.get("passed")), str(c.get("name", "?"))
+        badge = (f'<span style="background:{BETTER if ok else WORSE};padding:1px 6px;border-radius:3px;'
+                 f'font-weight:bold">{"PASS" if ok else "FAIL"}</span>')
+        title = check_title(name, vocab)
+        items.append(f'<li class="{"pass" if ok else "fail"}" style="margin-bottom:6px">{badge} '
+                     f'<b title="{inert(name)}">{inert(title[:1].upper() + title[1:])}</b><br>'
+                     f'<span style="font-size:12px">{inert(c.get("meaning", ""))}</span></li>')
+    return (f"<p>{passed} of {len(checks)} checks passed.</p>"
+            f'<ul class="seatrial-checks" style="list-style:none;padding-left:0">{"".join(items)}</ul>')
+
+def level_text(level: Any, spec: Any = None, vocab: Vocabulary | None = None) -> str:
+    "A regime level as a person reads it: a band of a column with a unit carries the unit (kn after a speed band)."
+    text = str(level)
+    get = (lambda k: spec.get(k)) if isinstance(spec, dict) else (lambda k: getattr(spec, k, None))
+    if spec is None or not get("bins") or text == "missing": return text
+    unit = (vocab or Vocabulary()).unit(get("column") or "")
+    return text if not unit or text.endswith(unit) else f"{text} {unit}"
 
 # %% ../../../nbs/24_audit_views.ipynb #c009
 SelectionChanged = hv.streams.Stream.define("SelectionChanged", changes=0)
@@ -73,15 +116,13 @@ def _rasterize(dmap: hv.DynamicMap, **opts) -> hv.DynamicMap:
     return rasterize(dmap, aggregator="count").opts(**({"cnorm": "eq_hist", "colorbar": True, "tools": ["hover"]} | opts))
 
 # %% ../../../nbs/24_audit_views.ipynb #c012
-def _table_row(label: str, n: Any, cand: Any, champ: Any, base: Any, has_champ: bool) -> str:
-    cells = [f"<td>{inert(label)}</td>", f'<td style="text-align:right">{fmt(n)}</td>',
-             f'<td style="text-align:right">{fmt(cand)}</td>']
+def _table_row(label: str, n: Any, cand: Any, champ: Any, base: Any, has_champ: bool, unit: str | None = None) -> str:
+    num = lambda x: f'<td style="text-align:right">{number(x)}{" " + inert(unit) if unit and number(x) != "–" else ""}</td>'  # noqa: E731
+    cells = [f"<td>{inert(label)}</td>", f'<td style="text-align:right">{count(n)}</td>', num(cand)]
     rel = lambda a, b: None if a is None or b in (None, 0) else a / b - 1   # noqa: E731
     if has_champ:
-        cells += [f'<td style="text-align:right">{fmt(champ)}</td>',
-                  delta_cell(None if cand is None or champ is None else cand - champ, rel(cand, champ))]
-    cells += [f'<td style="text-align:right">{fmt(base)}</td>',
-              delta_cell(None if cand is None or base is None else cand - base, rel(cand, base))]
+        cells += [num(champ), delta_cell(None if cand is None or champ is None else cand - champ, rel(cand, champ), unit)]
+    cells += [num(base), delta_cell(None if cand is None or base is None else cand - base, rel(cand, base), unit)]
     return "<tr>" + "".join(cells) + "</tr>"
 
 class OverviewView(Viewer):
@@ -94,10 +135,10 @@ class OverviewView(Viewer):
         super().__init__(**params)
         self._sync_regimes()
 
-    @param.depends("store.regimes", watch=True)
+    @param.depends("store.regimes", "store.frame", watch=True)
     def _sync_regimes(self) -> None:
-        names = list(self.store.regimes)
-        self.param.regime.objects = names
+        names, vocab = list(self.store.regimes), self.store.vocabulary
+        self.param.regime.objects = {vocab.regime_label(n): n for n in names}   # shown by their labels
         if self.regime not in names: self.regime = names[0] if names else None
 
     def table(self) -> pd.DataFrame:  # the store's regime_table for `regime`, on the selection
@@ -118,53 +159,89 @@ class OverviewView(Viewer):
         "The regime table as HTML: deltas coloured, all text escaped."
         st = self.store
         if st.frame is None or not self.regime: return "<p>No candidate is open.</p>"
-        m, t, o = PRIMARY[st.task], self.table(), self.overall()
+        m, t, o, vocab = PRIMARY[st.task], self.table(), self.overall(), st.vocabulary
+        spec, name, unit = st.data.regimes.get(self.regime), metric_name(m), vocab.metric_unit(metric_name(m))
         champ = "champion_pred" in st.frame
-        head = ["level", "rows", f"{m.upper()} candidate"]
-        if champ: head += [f"{m.upper()} champion (v{inert(st.champion_version)})", "Δ vs champion"]
-        head += [f"{m.upper()} baseline", "Δ vs baseline"]
-        rows = [_table_row("all selected rows", o["n"], o.get("pred"), o.get("champion_pred"), o.get("baseline_pred"), champ)]
+        u = f" ({inert(unit)})" if unit else ""
+        regime = vocab.regime_label(self.regime)
+        head = [inert(regime[:1].upper() + regime[1:]), "test rows", f"{name} candidate{u}"]
+        if champ: head += [f"{name} champion (v{inert(st.champion_version)}){u}", f"Δ vs champion{u}"]
+        head += [f"{name} baseline{u}", f"Δ vs baseline{u}"]
+        rows = [_table_row("all selected rows", o["n"], o.get("pred"), o.get("champion_pred"), o.get("baseline_pred"), champ, unit)]
         for r in t.to_dict("records"):
-            rows.append(_table_row(r["level"], r["n"], r.get(m), r.get(f"champion_{m}"), r.get(f"baseline_{m}"), champ))
+            rows.append(_table_row(level_text(r["level"], spec, vocab), r["n"], r.get(m), r.get(f"champion_{m}"),
+                                   r.get(f"baseline_{m}"), champ, unit))
         note = ("" if champ else "<p><i>No champion yet: the candidate is compared with the transparent baseline only.</i></p>")
         return (f'<div class="seatrial-regimes" style="max-height:440px;overflow-y:auto">'
                 f'<table style="border-collapse:collapse;width:100%;font-size:13px">'
                 f'<thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
-                f'<p style="font-size:12px">{m.upper()} on the selected test rows, lower is better. '
+                f'<p style="font-size:12px">{name} of {inert(vocab.target_label)} on the selected test rows, lower is better. '
                 f'<span style="background:{BETTER}">green</span>: the candidate errs less; '
                 f'<span style="background:{WORSE}">red</span>: it errs more.</p>{note}')
 
     @param.depends("store.checks")
     def checks_html(self) -> str:
         "The behavioural checks: pass or fail, and what each means."
-        checks = self.store.checks
-        if not checks: return "<p>No behavioural checks were recorded for this version.</p>"
-        passed = sum(bool(c.get("passed")) for c in checks)
-        items = []
-        for c in checks:
-            ok = bool(c.get("passed"))
-            badge = (f'<span style="background:{BETTER if ok else WORSE};padding:1px 6px;border-radius:3px;'
-                     f'font-weight:bold">{"PASS" if ok else "FAIL"}</span>')
-            items.append(f'<li class="{"pass" if ok else "fail"}" style="margin-bottom:6px">{badge} '
-                         f'<b>{inert(c.get("name", "?"))}</b><br><span style="font-size:12px">{inert(c.get("meaning", ""))}</span></li>')
-        return (f"<p>{passed} of {len(checks)} checks passed.</p>"
-                f'<ul class="seatrial-checks" style="list-style:none;padding-left:0">{"".join(items)}</ul>')
+        return checks_html(self.store.checks, self.store.vocabulary)
 
     def residual_histogram(self) -> hv.Overlay:
-        "Residual distribution of candidate and champion on the selection."
-        h = self.store.residual_histogram(self.bins)
+        "Residual distribution of candidate and champion on the selection (HoloViews, for notebooks; the app draws `histogram_figure`)."
+        h, title = self.store.residual_histogram(self.bins), _residual_title(self.store.vocabulary)
         edges = np.append(h["left"].to_numpy(), h["right"].iloc[-1])
-        layers = [hv.Histogram((edges, h[name].to_numpy()), kdims=["residual"], vdims=["rows"], label=name)
+        layers = [hv.Histogram((edges, h[name].to_numpy()), kdims=[hv.Dimension("residual", label=title)],
+                               vdims=[hv.Dimension("rows", label="Test rows")], label=name)
                   .opts(alpha=0.55, color=colour, line_alpha=0)
                   for name, colour in (("candidate", "#1f77b4"), ("champion", "#ff7f0e")) if name in h]
         return hv.Overlay([*layers, hv.VLine(0).opts(color="black", line_width=1)]).opts(
-            xlabel="residual (observed − predicted)", ylabel="test rows", legend_position="top_right",
-            responsive=True, height=280, framewise=True, title="")
+            legend_position="top_right", responsive=True, height=280, framewise=True, title="")
+
+    def histogram_figure(self) -> Any:  # bokeh Plot: one quad glyph per model, a line at zero
+        """The residual histogram as one plain Bokeh plot (few models: it is built for every session). The x axis spans
+        the version's bins whatever is selected, so selections compare; the y axis follows the selection's counts."""
+        from bokeh.models import (AllLabels, BasicTicker, BasicTickFormatter, CDSView, ColumnDataSource, DataRange1d,
+                                  GlyphRenderer, HoverTool, Legend, LegendItem, LinearAxis, Plot, Quad, Range1d, Span,
+                                  UnionRenderers)
+        st, v = self.store, self.store.vocabulary
+        h = st.residual_histogram(self.bins)
+        left, right = h["left"].to_numpy(), h["right"].to_numpy()
+        fig = Plot(x_range=Range1d(float(left[0]), float(right[-1])), y_range=DataRange1d(start=0), title=None,
+                   height=280, sizing_mode="stretch_width", toolbar_location=None, min_border_left=50)
+        ticker, formatter, policy = BasicTicker(), BasicTickFormatter(), AllLabels()
+        fig.add_layout(LinearAxis(axis_label=_residual_title(v), ticker=ticker, formatter=formatter,
+                                  major_label_policy=policy), "below")
+        fig.add_layout(LinearAxis(axis_label="Test rows", ticker=ticker, formatter=formatter, major_label_policy=policy), "left")
+        view, union, sources, items = CDSView(), UnionRenderers(), {}, []
+        versions = {"candidate": st.version, "champion": st.champion_version}
+        for name, colour in (("candidate", "#1f77b4"), ("champion", "#ff7f0e")):
+            if name not in h: continue
+            sources[name] = ColumnDataSource({"left": left, "right": right, "top": h[name].to_numpy()}, selection_policy=union)
+            r = GlyphRenderer(name=name, data_source=sources[name], view=view,
+                              glyph=Quad(left="left", right="right", top="top", bottom=0, fill_color=colour,
+                                         fill_alpha=0.55, line_alpha=0))
+            fig.renderers.append(r)
+            items.append(LegendItem(label=f"{name} (version {versions[name]})" if versions[name] else name, renderers=[r]))
+        unit = f" {v.target_unit}" if v.target_unit else ""
+        fig.add_tools(HoverTool(tooltips=[("model", "$name"), ("residual", f"@left{{0,0.[00]}} to @right{{0,0.[00]}}{unit}"),
+                                          ("test rows", "@top{0,0}")]))
+        fig.add_layout(Span(location=0, dimension="height", line_color="black", line_width=1))
+        fig.add_layout(Legend(items=items, location="top_right", border_line_alpha=0, background_fill_alpha=0.7))
+        self._histogram_sources = sources
+        return fig
+
+    def _refresh_histogram(self, *_) -> None:
+        sources = getattr(self, "_histogram_sources", None)
+        if not sources or self.store.frame is None: return
+        h = self.store.residual_histogram(self.bins)
+        for name, source in sources.items():
+            if name in h: source.data = {**source.data, "top": h[name].to_numpy()}
 
     @param.depends("store.frame", "bins")
     def _histogram_pane(self) -> pn.viewable.Viewable:
+        self._histogram_sources = None
         if self.store.frame is None: return pn.pane.HTML("")
-        return pn.pane.HoloViews(_dynamic(self.residual_histogram, self), sizing_mode="stretch_width", height=300)
+        if getattr(self, "_histogram_watcher", None) is None:
+            self._histogram_watcher = self.store.param.watch(self._refresh_histogram, "selection")
+        return pn.pane.Bokeh(self.histogram_figure(), sizing_mode="stretch_width", height=280)
 
     def __panel__(self) -> pn.viewable.Viewable:
         regime = pn.widgets.Select.from_param(self.param.regime, name="Regime")
@@ -175,9 +252,19 @@ class OverviewView(Viewer):
             pn.pane.HTML("<h3>Behavioural checks</h3>"), pn.pane.HTML(self.checks_html, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
+# %% ../../../nbs/24_audit_views.ipynb #c012h
+def _residual_title(v: Any) -> str:  # v: the store's seatrial.display.Vocabulary
+    "The residual axis's title, with the target's unit when it has one."
+    return f"Residual, observed − predicted ({v.target_unit})" if v.target_unit else "Residual, observed − predicted"
+
 # %% ../../../nbs/24_audit_views.ipynb #c019
+from ..explain import contributions_in_target_units  # noqa: E402 (here, beside its only users)
+
 _LINK_TEXT = {"identity": "", "log": " The model works on the log scale: prediction = exp(raw score).",
               "logit": " The raw score is log-odds: probability = 1 / (1 + exp(−raw score)).", "unknown": ""}
+RAISES, LOWERS = "#e69f00", "#0072b2"   # orange / blue: red and green mean worse / better on every other screen
+
+def _cap(text: str) -> str: return text[:1].upper() + text[1:]
 
 class ExplanationView(Viewer):
     "Global SHAP importance, dependence of store.feature, a waterfall for store.point, residuals over time per vessel."
@@ -194,24 +281,56 @@ class ExplanationView(Viewer):
             s.missed = False
             s.event(changes=s.changes + 1)
 
+    @property
+    def vocab(self) -> Vocabulary:
+        "The open version's labels and units."
+        return getattr(self.store, "vocabulary", None) or Vocabulary()
+
+    @property
+    def log_target(self) -> bool:
+        "Does the model predict exp(raw score)? Then each feature multiplies the prediction: read it in percent."
+        return self.store.frame is not None and self.store.data.link == "log"
+
+    def effect_title(self) -> str:
+        "What the importance and dependence values are: percent of the prediction, the target's unit, or log-odds."
+        v = self.vocab
+        if self.log_target: return f"Change of the predicted {v.target_label} (%)"
+        if self.store.frame is not None and self.store.data.link == "logit": return "SHAP value (log-odds)"
+        return f"Contribution to the predicted {v.target_label}" + (f" ({v.target_unit})" if v.target_unit else "")
+
+    def _effect(self, f: str, selected: bool = True) -> np.ndarray:
+        "One feature's contribution per row, as `effect_title` says (percent for a log model, target unit otherwise)."
+        st = self.store
+        s = np.asarray(st.values(f"shap_{f}", selected), dtype=float)
+        if st.data.link not in ("log", "identity"): return s
+        tc = contributions_in_target_units(pd.DataFrame({f: s}), st.base_value, self.log_target,
+                                           prediction=np.asarray(st.values("pred", selected), dtype=float))
+        return 100 * tc.percent[f].to_numpy() if self.log_target else tc.amount[f].to_numpy()
+
     def importance(self) -> hv.Bars:
-        "Mean |SHAP value| per feature on the selection, the `top` largest."
-        imp = self.store.importance().head(self.top).iloc[::-1]
-        return hv.Bars(imp, kdims=["feature"], vdims=["mean_abs_shap"]).opts(
+        "Mean |contribution| per feature on the selection, the `top` largest: in percent of the prediction for a log model."
+        imp = self.store.importance().head(self.top).iloc[::-1].reset_index(drop=True)
+        v, title = self.vocab, self.effect_title()
+        value = f"mean |{title[:1].lower() + title[1:]}|"
+        imp[value] = [float(np.abs(self._effect(f)).mean()) if len(imp) and self.store.values(f"shap_{f}").size else 0.0
+                      for f in imp.feature]
+        imp["label"] = [v.label(f) for f in imp.feature]
+        return hv.Bars(imp, kdims=[hv.Dimension("label", label="feature")], vdims=[value, "feature", "mean_abs_shap"]).opts(
             invert_axes=True, responsive=True, height=max(220, 22 * len(imp) + 60), framewise=True,
-            xlabel="", ylabel="mean |SHAP value|", color="#1f77b4", tools=["hover"], title="")
+            xlabel="", ylabel=_cap(value), color="#1f77b4", tools=["hover"], title="")
 
     def _large(self) -> bool:
         return self.store.frame is not None and len(self.store.frame) > self.rasterize_above
 
     def dependence(self) -> hv.Element:
-        "SHAP value of store.feature against the feature's value, on the selection."
-        st, f = self.store, self.store.feature
-        x, y = st.feature_values(f), st.values(f"shap_{f}")
+        "The contribution of store.feature against the feature's value, on the selection."
+        st, f, v = self.store, self.store.feature, self.vocab
+        x, y = st.feature_values(f), self._effect(f)
+        xdim, ydim = hv.Dimension(f, label=v.title(f)), hv.Dimension("SHAP value", label=self.effect_title())
         if isinstance(x.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(x):
-            return hv.BoxWhisker((x.astype(str).to_numpy(), y), kdims=[f], vdims=["SHAP value"]).opts(
+            return hv.BoxWhisker((x.astype(str).to_numpy(), y), kdims=[xdim], vdims=[ydim]).opts(
                 responsive=True, height=320, framewise=True, box_fill_color="#1f77b4", outlier_alpha=0.1, xrotation=30)
-        return hv.Points((x.to_numpy(dtype=float), y), kdims=[f, "SHAP value"]).opts(
+        return hv.Points((x.to_numpy(dtype=float), y), kdims=[xdim, ydim]).opts(
             responsive=True, height=320, framewise=True, size=3, alpha=0.4, color="#1f77b4", tools=["hover"])
 
     @param.depends("store.frame", "store.feature", "rasterize_above")
@@ -223,63 +342,110 @@ class ExplanationView(Viewer):
         categorical = isinstance(x.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(x)
         dmap = _dynamic(self.dependence, self)
         if self._large() and not categorical:
-            dmap = _rasterize(dmap, cmap="Blues", responsive=True, height=320, xlabel=f, ylabel=f"SHAP value of {f}")
+            dmap = _rasterize(dmap, cmap="Blues", responsive=True, height=320, xlabel=self.vocab.title(f),
+                              ylabel=self.effect_title())
         return pn.pane.HoloViews(dmap, sizing_mode="stretch_width", height=340)
 
-    def waterfall_steps(self) -> pd.DataFrame:  # label, contribution, start, end: one bar per step
-        "The steps of store.point's waterfall: the `top` largest contributions, then the rest as one."
-        c = self.store.contributions(self.store.point)
+    def waterfall_steps(self) -> pd.DataFrame:
+        """The steps of store.point's waterfall: the `top` largest contributions, then the rest as one.
+        label, feature, contribution/start/end (raw score: log scale for a log model), and in the target's unit
+        factor, percent, change, from, to (`contributions_in_target_units`: each step multiplies a log model's prediction)."""
+        st, v = self.store, self.vocab
+        c = st.contributions(st.point)
         head, rest = c.head(self.top), c.iloc[self.top:]
-        labels = [f"{f} = {fmt(v) if isinstance(v, (int, float, np.number)) else v}" for f, v in zip(head.feature, head.value)]
-        steps = pd.DataFrame({"label": labels, "contribution": head.contribution.to_numpy()})
-        if len(rest): steps.loc[len(steps)] = [f"{len(rest)} other features", float(rest.contribution.sum())]
+        labels = [f"{v.label(f)} = {v.value(x, f) if isinstance(x, (int, float, np.number)) else x}"
+                  for f, x in zip(head.feature, head.value)]
+        steps = pd.DataFrame({"label": labels, "feature": head.feature.astype(str).to_numpy(),
+                              "contribution": head.contribution.to_numpy()})
+        if len(rest): steps.loc[len(steps)] = [f"{len(rest)} other features", "", float(rest.contribution.sum())]
         steps["end"] = c.attrs["base_value"] + steps.contribution.cumsum()
         steps["start"] = steps.end - steps.contribution
-        steps.attrs = dict(c.attrs)
+        if c.attrs["link"] in ("log", "identity"):
+            tc = contributions_in_target_units(steps.contribution.to_numpy(), c.attrs["base_value"], c.attrs["link"] == "log")
+            w = tc.steps()
+            steps["factor"], steps["percent"], steps["change"] = w.factor.to_numpy(), w.percent.to_numpy(), w.change.to_numpy()
+            steps["from"], steps["to"] = w.start.to_numpy(), w.end.to_numpy()
+            steps.attrs = dict(c.attrs) | {"baseline": tc.baseline, "in_target_units": True}
+        else:   # log-odds: a probability does not move by fixed amounts; the steps stay in log-odds
+            steps["factor"], steps["percent"], steps["change"] = np.nan, np.nan, steps.contribution
+            steps["from"], steps["to"] = steps.start, steps.end
+            steps.attrs = dict(c.attrs) | {"baseline": c.attrs["base_value"], "in_target_units": False}
         return steps
 
+    def _step_text(self, r: Any, in_units: bool) -> str:
+        "One step as a person reads it: '+3.21 t/day (+5.1 %)', or its log-odds."
+        v = self.vocab
+        if not in_units: return number(r["contribution"], signed=True) + " log-odds"
+        text = v.value(r["change"], v.target, signed=True)
+        return text + (f" ({percent(r['percent'], 2, signed=True)})" if np.isfinite(r["percent"]) else "")
+
     def waterfall(self) -> hv.Overlay:
-        "Waterfall of the contributions that make store.point's prediction."
-        s = self.waterfall_steps()
-        n = len(s)
+        "Waterfall of store.point's prediction in the target's unit: orange raises it, blue lowers it (legend)."
+        s, v = self.waterfall_steps(), self.vocab
+        n, in_units, what = len(s), s.attrs["in_target_units"], v.target_label
         y = np.arange(n)[::-1]
-        rects = hv.Rectangles([(min(a, b), yi - 0.38, max(a, b), yi + 0.38, "raises" if v > 0 else "lowers")
-                               for a, b, v, yi in zip(s.start, s.end, s.contribution, y)], vdims=["effect"])
+        rows: dict[bool, list] = {True: [], False: []}
+        for i, yi in enumerate(y):
+            r = s.iloc[i]
+            a, b = r["from"], r["to"]
+            rows[bool(r["contribution"] > 0)].append((min(a, b), yi - 0.38, max(a, b), yi + 0.38, r["label"],
+                                                      self._step_text(r, in_units), number(r["contribution"], 4, signed=True)))
+        vd = [hv.Dimension("step"), hv.Dimension("change"), hv.Dimension("log", label="SHAP value (raw score)")]
+        up = hv.Rectangles(rows[True], vdims=vd, label=f"raises {what}").opts(color=RAISES, line_alpha=0, tools=["hover"])
+        down = hv.Rectangles(rows[False], vdims=vd, label=f"lowers {what}").opts(color=LOWERS, line_alpha=0, tools=["hover"])
         ticks = [(int(yi), str(lbl)) for yi, lbl in zip(y, s.label)]
-        base, raw = s.attrs["base_value"], s.attrs["raw"]
-        return (rects.opts(color=hv.dim("effect").categorize({"raises": "#c0392b", "lowers": "#2e7d32"}), line_alpha=0)
-                * hv.VLine(base).opts(color="grey", line_dash="dashed") * hv.VLine(raw).opts(color="black")).opts(
-            yticks=ticks, responsive=True, height=max(220, 26 * n + 70), xlabel="raw score", ylabel="", title="",
-            framewise=True)
+        unit = v.target_unit if in_units else None
+        xlabel = f"Predicted {what}" + (f" ({unit})" if unit else "") if in_units else "Raw score (log-odds)"
+        end = s["to"].iloc[-1] if n else s.attrs["baseline"]
+        return (up * down * hv.VLine(s.attrs["baseline"]).opts(color="grey", line_dash="dashed")
+                * hv.VLine(end).opts(color="black")).opts(
+            yticks=ticks, responsive=True, height=max(240, 26 * n + 90), xlabel=xlabel, ylabel="", title="",
+            framewise=True, legend_position="bottom_right", show_legend=True)
 
     @param.depends("store.point", "store.frame", "top")
     def waterfall_pane(self) -> pn.viewable.Viewable:
         "The waterfall of store.point with its numbers, or a hint to click a point."
-        st = self.store
+        st, v = self.store, self.vocab
         if st.frame is None or st.point is None:
             return pn.pane.HTML("<p><i>Click a point on the map to see the contributions that make its prediction.</i></p>")
         s = self.waterfall_steps()
-        a = s.attrs
-        caption = (f"<p>Row {inert(a['row_id'])}: base value {fmt(a['base_value'])} + contributions "
-                   f"{fmt(s.contribution.sum())} = raw score {fmt(a['raw'])}; prediction {fmt(a['prediction'])}, "
-                   f"observed {fmt(a['target'])}.{_LINK_TEXT.get(a['link'], '')}</p>")
+        a, t = s.attrs, v.target
+        if a["link"] == "log":
+            caption = (f"<p>Row {inert(a['row_id'])}: with no feature known the model predicts {v.value(a['baseline'], t)} "
+                       f"(exp of the base value {number(a['base_value'])}); each feature <b>multiplies</b> that, step by step, "
+                       f"to the prediction {v.value(a['prediction'], t)} (observed {v.value(a['target'], t)}). A bar is a "
+                       f"feature's change in {inert(v.target_unit or 'the target unit')} at its step, with its percent; the "
+                       f"log-scale value is in the hover.{_LINK_TEXT['log']}</p>")
+        elif a["link"] == "identity":
+            caption = (f"<p>Row {inert(a['row_id'])}: base value {v.value(a['base_value'], t)} + contributions "
+                       f"{v.value(float(s.contribution.sum()), t, signed=True)} = prediction {v.value(a['prediction'], t)}, "
+                       f"observed {v.value(a['target'], t)}.</p>")
+        else:
+            caption = (f"<p>Row {inert(a['row_id'])}: base value {number(a['base_value'])} + contributions "
+                       f"{number(float(s.contribution.sum()), signed=True)} = raw score {number(a['raw'])}; prediction "
+                       f"{v.value(a['prediction'], t)}, observed {v.value(a['target'], t)}.{_LINK_TEXT.get(a['link'], '')}</p>")
         return pn.Column(pn.pane.HTML(caption, sizing_mode="stretch_width"),
                          pn.pane.HoloViews(self.waterfall(), sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     def residual_trend(self) -> hv.Overlay:
-        "Mean residual per entity and period on the selection: a line (segments between periods) and dots per vessel."
-        st = self.store
+        "Mean residual per entity and period on the selection: a line (segments between periods) and dots per vessel, with a legend."
+        st, v = self.store, self.vocab
         t = st.residuals_over_time(self.period)   # sorted by entity, then time
         ent = st.columns["entity"] or "entity"
         time, res, name = t["time"].dt.tz_localize(None).to_numpy(), t["residual"].to_numpy(), t["entity"].astype(str).to_numpy()
         same = name[:-1] == name[1:]
         segs = pd.DataFrame({"x0": time[:-1][same], "y0": res[:-1][same], "x1": time[1:][same], "y1": res[1:][same],
                              ent: name[:-1][same]})
-        colour = hv.dim(ent).categorize(self._colours(), default="grey")
+        colours = self._colours()
+        unit = v.metric_unit("residual")
+        rdim = hv.Dimension("mean residual", label="mean residual", unit=unit)
         dots = pd.DataFrame({"time": time, "mean residual": res, ent: name, "rows": t["n"].to_numpy()})
-        return (hv.Segments(segs, ["x0", "y0", "x1", "y1"], [ent]).opts(color=colour, line_width=2)
-                * hv.Scatter(dots, "time", ["mean residual", ent, "rows"]).opts(color=colour, size=4, tools=["hover"])).opts(
-            responsive=True, height=320, framewise=True)
+        return (hv.Segments(segs, ["x0", "y0", "x1", "y1"], [ent]).opts(color=hv.dim(ent).categorize(colours, default="grey"),
+                                                                        line_width=2)
+                * hv.Scatter(dots, "time", [rdim, hv.Dimension(ent, label=v.label(ent)), "rows"]).opts(
+                    color=ent, cmap=colours, size=5, tools=["hover"], show_legend=True)).opts(
+            responsive=True, height=320, framewise=True, legend_position="right",
+            legend_opts={"title": _cap(v.label(ent))})
 
     def _colours(self) -> dict[str, str]:
         "A fixed colour per entity of the version, whatever the selection."
@@ -305,8 +471,10 @@ class ExplanationView(Viewer):
         if st.frame is None or not st.columns["time"]: return pn.pane.HTML("<p>This dataset has no time column.</p>")
         points = _dynamic(self.residual_points, self)
         if self._large(): points = _rasterize(points, cmap="Greys", responsive=True, height=320, colorbar=False, alpha=0.6)
+        unit, ent = self.vocab.metric_unit("residual"), st.columns["entity"] or "entity"
         plot = (points * _dynamic(self.residual_trend, self) * hv.HLine(0).opts(color="black", line_width=1)).opts(
-            xlabel="time", ylabel="residual (observed − predicted)", title="")
+            xlabel="Time (UTC)", ylabel="Residual, observed − predicted" + (f" ({unit})" if unit else ""), title="",
+            legend_position="right", legend_opts={"title": _cap(self.vocab.label(ent))})
         return pn.pane.HoloViews(plot, sizing_mode="stretch_width", height=340)
 
     @param.depends("store.frame")
@@ -316,17 +484,26 @@ class ExplanationView(Viewer):
 
     @param.depends("store.features")
     def _feature_widget(self) -> pn.viewable.Viewable:
-        return pn.widgets.Select.from_param(self.store.param.feature, options=list(self.store.features), name="Feature")
+        v = self.vocab
+        return pn.widgets.Select.from_param(self.store.param.feature, options={v.label(f): f for f in self.store.features},
+                                            name="Feature")
+
+    @param.depends("store.frame")
+    def _importance_heading(self) -> pn.viewable.Viewable:
+        return pn.pane.HTML(f"<h3>What drives the predicted {inert(self.vocab.target_label)}</h3>")
+
+    @param.depends("store.frame")
+    def _trend_heading(self) -> pn.viewable.Viewable:
+        ent = self.store.columns["entity"]
+        return pn.pane.HTML(f"<h3>Residuals over time per {inert(self.vocab.label(ent)) if ent else 'row'}</h3>")
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
-            pn.Row(pn.Column(pn.pane.HTML("<h3>What drives the predictions (mean |SHAP|)</h3>"), self._importance_pane,
-                             sizing_mode="stretch_width"),
+            pn.Row(pn.Column(self._importance_heading, self._importance_pane, sizing_mode="stretch_width"),
                    pn.Column(pn.pane.HTML("<h3>Dependence</h3>"), self._feature_widget, self._dependence_pane,
                              sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             pn.Row(pn.Column(pn.pane.HTML("<h3>Why this prediction</h3>"), self.waterfall_pane, sizing_mode="stretch_width"),
-                   pn.Column(pn.pane.HTML("<h3>Residuals over time per vessel</h3>"),
-                             pn.widgets.RadioButtonGroup.from_param(self.param.period), self._trend_pane,
+                   pn.Column(self._trend_heading, pn.widgets.RadioButtonGroup.from_param(self.param.period), self._trend_pane,
                              sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
