@@ -3,71 +3,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 from conftest import SEATRIAL, mlflow_client, run_seatrial
+from loopback import ARTIFACTS, browser_or_skip, free_port, headless_chromium, listening
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("SEATRIAL_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 SECRET = "a-test-cookie-secret-of-reasonable-length-0123456789"
 PASSWORDS = {"ana": "north-sea-trial-2026", "vic": "baltic-watch-2026"}   # a password may not contain its user's name
 SCRIPT_COMMENT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> looks fine'
 
 
-def _browser_or_skip():
-    if Path(CHROMIUM).exists():
-        return
-    msg = f"BROWSER TESTS NOT RUN: {CHROMIUM} is missing (apt-get install -y chromium)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " - under CI a missing browser is a failure")
-    warnings.warn(msg, stacklevel=2)
-    pytest.skip(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_audit(root: Path):
     "`seatrial audit` on `root` with two users (an approver and a viewer), on a free loopback port: yields its URL."
-    _browser_or_skip()
+    browser_or_skip()
     creds = root / "users.toml"
     for name, role in (("ana", "approver"), ("vic", "viewer")):
         proc = run_seatrial(root, "users", "add", name, "--role", role, "--credentials", str(creds),
                             "--password-stdin", input=PASSWORDS[name] + "\n")
         assert proc.returncode == 0, proc.stderr
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"SEATRIAL_COOKIE_SECRET": SECRET}
-    server = subprocess.Popen([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port),
-                               "--credentials", str(creds)], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            if server.poll() is not None:
-                raise AssertionError(f"seatrial audit exited: {server.stdout.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise AssertionError("seatrial audit did not listen within 120 s") from None
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with listening([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port), "--credentials", str(creds)],
+                   port, "seatrial audit", cwd=root, env=env) as url:
+        yield url
 
 
 @pytest.fixture
@@ -75,20 +36,6 @@ def audit_server(fleet_project):
     "`seatrial audit` with two users (an approver and a viewer), on a free loopback port."
     with serve_audit(fleet_project) as url:
         yield fleet_project, url
-
-
-@contextlib.contextmanager
-def headless_chromium():
-    "Debian's chromium, headless, driven by Playwright."
-    _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

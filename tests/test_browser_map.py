@@ -4,14 +4,13 @@ points: rasterised by datashader) with the demo fleet's labels and units."""
 from __future__ import annotations
 
 import io
+import re
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, _free_port, headless_chromium
+from loopback import ARTIFACTS, free_port, headless_chromium, listening
 
 SERVER = r"""
 import sys
@@ -33,30 +32,10 @@ pn.serve({"/": page}, port=port, address="127.0.0.1", websocket_origin=[f"127.0.
 
 @pytest.fixture(scope="module")
 def map_url():
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-    try:
-        import socket
-        deadline = time.time() + 180
-        while True:
-            if server.poll() is not None:
-                raise AssertionError(f"the map server exited: {server.stdout.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise AssertionError("the map server did not listen within 180 s") from None
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with listening([sys.executable, "-c", SERVER, str(port)], port, "the map server", timeout=180, env=env) as url:
+        yield url
 
 
 def pixels(page, box) -> np.ndarray:
@@ -120,6 +99,7 @@ def test_the_map_reads_for_a_reviewer(map_url):
         for words in ("Vessel", "V", "UTC", "Observed fuel consumption", "t/day", "Residual", "Largest contributions"):
             assert words in details, details
         assert "nan" not in details.lower()
+        assert "all selected" in page.get_by_text(re.compile(r"test points, ")).first.inner_text()   # a click picks, never filters
         page.screenshot(path=str(ARTIFACTS / "map-clicked.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 760})
 
         # the wheel over the map scrolls the page; the map keeps its view

@@ -8,7 +8,8 @@ import time
 
 import pytest
 from conftest import mlflow_client
-from test_browser import ARTIFACTS, _login, _tab, headless_chromium, serve_audit
+from loopback import ARTIFACTS, headless_chromium
+from test_browser import _login, _tab, serve_audit
 
 RAW_FLOAT = re.compile(r"\d\.\d{6,}")   # a float written with all its digits
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")

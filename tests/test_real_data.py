@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import SEATRIAL, mlflow_client, run_seatrial
-from test_browser import _browser_or_skip, _free_port
+from loopback import free_port, headless_chromium, listening
 
 from seatrial.core import hash_path, read_json
 
@@ -115,50 +114,25 @@ def test_a_model_of_noise_never_reaches_the_queue(real_run):
 
 
 def test_the_audit_app_opens_it(real_run):
-    _browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
     from seatrial.dataset import load_config
     _, root, *_, config = real_run
     cfg = load_config(config)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    server = subprocess.Popen([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port)], cwd=root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        import socket
-        deadline = time.time() + 120
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "seatrial audit did not listen within 120 s"
-                time.sleep(0.3)
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium",
-                                  args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = b.new_page(viewport={"width": 1600, "height": 1000})
-            page.set_default_timeout(60_000)
-            elsewhere: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else elsewhere.append(r.url))
-            page.goto(url + "/")
-            page.wait_for_selector(f"text={cfg.name} version 1")
-            for tab, view in (("Review", ".seatrial-regimes"), ("Explanations", ".explanation-view canvas")):
-                page.locator(".bk-tab", has_text=tab).first.click()
-                page.locator(view).first.wait_for()
-            if cfg.table.lat:
-                page.locator(".bk-tab", has_text="Review").first.click()
-                page.locator(".map-view canvas").first.wait_for()
-            text = page.inner_text("body")
-            assert "Traceback" not in text and "Error" not in text, text[:2000]
-            assert elsewhere == []
-            b.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with listening([str(SEATRIAL), "--root", str(root), "audit", "--port", str(port)], port, "seatrial audit",
+                   cwd=root, env=env) as url, headless_chromium() as b:
+        page = b.new_page(viewport={"width": 1600, "height": 1000})
+        page.set_default_timeout(60_000)
+        elsewhere: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else elsewhere.append(r.url))
+        page.goto(url + "/")
+        page.wait_for_selector(f"text={cfg.name} version 1")
+        for tab, view in (("Review", ".seatrial-regimes"), ("Explanations", ".explanation-view canvas")):
+            page.locator(".bk-tab", has_text=tab).first.click()
+            page.locator(view).first.wait_for()
+        if cfg.table.lat:
+            page.locator(".bk-tab", has_text="Review").first.click()
+            page.locator(".map-view canvas").first.wait_for()
+        text = page.inner_text("body")
+        assert "Traceback" not in text and "Error" not in text, text[:2000]
+        assert elsewhere == []

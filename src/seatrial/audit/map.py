@@ -509,6 +509,7 @@ def _degrees(self: MapView, xs, ys) -> tuple[np.ndarray, np.ndarray]:
 def _on_box(self: MapView, bounds=None, **_):
     if bounds is None: return
     x0, y0, x1, y1 = bounds
+    if x0 == x1 or y0 == y1: return   # a click while box select is the drag tool: a point is chosen, not an area
     (a, b), (c, e) = _degrees(self, [x0, x1], [y0, y1])
     self.store.select_box(float(a), float(c), float(b), float(e))
     self.outline = (np.array([x0, x1, x1, x0, x0]), np.array([y0, y0, y1, y1, y0]))
