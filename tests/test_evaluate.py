@@ -499,6 +499,9 @@ def test_check_texts_carry_units_and_labels(rng, tmp_path):
     assert "speed band 11–14 kn: RMSE " in failing and " t/day vs baseline " in failing and "sea state" in failing and "speed_band" not in failing
     assert [r["level"] for r in metrics["by_regime"]["speed_band"]] == ["0–8 kn", "8–11 kn", "11–14 kn", "14–30 kn"]
     assert list(pred.regime_speed_band.cat.categories) == ["0–8 kn", "8–11 kn", "11–14 kn", "14–30 kn"]
+    titles = {c["name"]: c["title"] for c in checks}                          # a check's name in the reviewer's words
+    assert titles["monotone_stw_kn"] == "predicted fuel consumption rises with speed through water"
+    assert titles["plausible"] == "predictions within the plausible range" and "_" not in "".join(titles.values())
 
 
 def test_regime_order_survives_json_and_parquet(rng, tmp_path):

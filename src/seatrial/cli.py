@@ -173,7 +173,7 @@ def cmd_show(args) -> int:
             for k, v in list(m.get("metrics", {}).items())[:8]:
                 print(f"      {k.replace('_', ' '):<28} {number(v)}" if isinstance(v, (int, float)) else f"      {k:<28} {v}")
         for c in m.get("checks", []):
-            print(f"      check {c['name']:<22} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
+            print(f"      check {c.get('title') or c['name']:<40} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
     return 0
 
 def cmd_stages(args) -> int:
@@ -272,7 +272,7 @@ def cmd_review_show(args) -> int:
     for line in _metric_lines(compare_metrics(d["metrics"], d["baseline_metrics"], d["champion_metrics"]), heads, d["unit"]):
         print(f"  {line}")
     for c in d["checks"]:
-        print(f"  check {c['name']:<24} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
+        print(f"  check {c.get('title') or c['name']:<40} {'pass' if c['passed'] else 'FAIL'}  {c.get('meaning') or ''}")
     if d["decision"]: print("  decision  " + "  ".join(f"{k}={v}" for k, v in sorted(d["decision"].items())))
     print(f"  data digest      {ev.data_digest}")
     for label, sha in sorted(ev.files.items()): print(f"  sha256 {label:<30} {sha}")

@@ -244,8 +244,10 @@ def regime_rows(
     return rows
 
 # %% ../../nbs/13_evaluate.ipynb #c016
-def _check(name: str, passed: bool, value: Any, threshold: Any, meaning: str) -> dict:
-    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "meaning": meaning}
+def _check(name: str, passed: bool, value: Any, threshold: Any, meaning: str, title: str | None = None) -> dict:
+    "A check's record: `name` for programs, `title` (a few words) and `meaning` (what was checked and found) for people."
+    return {"name": name, "title": title or name.replace("_", " "), "passed": bool(passed), "value": value,
+            "threshold": threshold, "meaning": meaning}
 
 def check_monotone(
     features: pd.DataFrame,                        # test rows, model inputs
@@ -297,7 +299,7 @@ def check_monotone(
     return _check(f"monotone_{feature}", passed,
                   {"share_wrong": wrong, "share_unchanged": unchanged, "share_right": right,
                    "mean_effect": _num(sign * mean_effect), "delta": delta, "min_change": min_change, "n": n},
-                  tolerance, meaning)
+                  tolerance, meaning, f"{what.removeprefix('the ')} {verb}s with {_label(vocab, feature)}")
 
 # %% ../../nbs/13_evaluate.ipynb #c019
 def check_plausible(
@@ -320,7 +322,8 @@ def check_plausible(
     meaning = (f"Every {what} must be a number within the plausible range {rng_txt}{f' {unit}' if unit else ''}. Of "
                f"{number(len(p))} predictions, {number(value['n_missing'])} are missing, {number(below)} below and "
                f"{number(above)} above the range (lowest {_value(vocab, value['min'])}, highest {_value(vocab, value['max'])}).")
-    return _check("plausible", nan.sum() + below + above == 0, value, [target_min, target_max], meaning)
+    return _check("plausible", nan.sum() + below + above == 0, value, [target_min, target_max], meaning,
+                  "predictions within the plausible range")
 
 # %% ../../nbs/13_evaluate.ipynb #c022
 def _metric_name(task: str) -> str: return {"regression": "RMSE", "classification": "log loss"}[task]
@@ -459,7 +462,8 @@ def check_regimes_vs_baseline(
                f"so a small slice fails only on clear evidence. {number(len(judged))} slices judged, "
                f"{number(len(d) - len(judged))} with fewer than {min_rows} rows not judged; "
                + (f"failing: {'; '.join(texts)}." if texts else "none fails."))
-    return _check("regimes_vs_baseline", not failing, failing, {"max_loss": max_loss, "floor": floor}, meaning)
+    return _check("regimes_vs_baseline", not failing, failing, {"max_loss": max_loss, "floor": floor}, meaning,
+                  "no regime worse than the baseline")
 
 # %% ../../nbs/13_evaluate.ipynb #c020b
 def check_beats_baseline(
@@ -492,7 +496,7 @@ def check_beats_baseline(
     meaning = (f"Overall, the candidate's {name} must not exceed the simple baseline's beyond chance: a model that does "
                f"no better than the baseline adds complexity for nothing. Found: {found}.")
     return _check("beats_baseline", passed, {m: sa, f"baseline_{m}": sb, "excess": _num(excess), "excess_low": _num(low),
-                                             "excess_high": _num(high), "n": len(y)}, 0.0, meaning)
+                                             "excess_high": _num(high), "n": len(y)}, 0.0, meaning, "beats the baseline")
 
 
 # %% ../../nbs/13_evaluate.ipynb #c020e
@@ -525,7 +529,7 @@ def check_skill(
     if np.isfinite(low): meaning += f"; mean gain per row {number(mean, 4)} {unit}, 95 % interval from {number(low, 4)}."
     return _check("has_skill", bool(np.isfinite(low) and low > 0),
                   {m: a, f"no_skill_{m}": b, "gain": _num(mean), "gain_low": _num(low), "reference": float(reference), "n": n},
-                  0.0, meaning)
+                  0.0, meaning, "better than a constant")
 
 
 # %% ../../nbs/13_evaluate.ipynb #c025
@@ -548,7 +552,7 @@ def check_vs_champion(
     rule = ("Reported for information (no limit set)" if max_loss is None
             else f"The candidate may be worse than the current champion by at most {percent(max_loss)}")
     return _check("vs_champion", passed, {m: a, f"champion_{m}": b, "relative": rel}, max_loss,
-                  f"{rule}. On the same test rows: {found}.")
+                  f"{rule}. On the same test rows: {found}.", "not worse than the champion")
 
 # %% ../../nbs/13_evaluate.ipynb #c028
 def run_checks(

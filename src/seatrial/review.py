@@ -368,7 +368,7 @@ def describe(
     out |= {"metrics": metrics.get("overall") or {}, "unit": target_unit(config),
             "baseline_metrics": metrics.get("baseline") or None,
             "baseline_deltas": _deltas(metrics.get("overall"), metrics.get("baseline")),
-            "checks": [{k: c.get(k) for k in ("name", "passed", "meaning")} for c in checks],
+            "checks": [{k: c.get(k) for k in ("name", "title", "passed", "meaning")} for c in checks],
             "checks_passed": not failed,
             "checks_summary": f"{len(checks) - len(failed)} of {len(checks)} passed" + (f" (failed: {', '.join(failed)})" if failed else "")}
     if champion_version and champion_version != version:

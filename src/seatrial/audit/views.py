@@ -75,7 +75,7 @@ def checks_html(checks: list[dict], vocab: Vocabulary | None = None) -> str:
         ok, name = bool(c.get("passed")), str(c.get("name", "?"))
         badge = (f'<span style="background:{BETTER if ok else WORSE};padding:1px 6px;border-radius:3px;'
                  f'font-weight:bold">{"PASS" if ok else "FAIL"}</span>')
-        title = check_title(name, vocab)
+        title = c.get("title") or check_title(name, vocab)   # runs evaluated before checks had titles
         items.append(f'<li class="{"pass" if ok else "fail"}" style="margin-bottom:6px">{badge} '
                      f'<b title="{inert(name)}">{inert(title[:1].upper() + title[1:])}</b><br>'
                      f'<span style="font-size:12px">{inert(c.get("meaning", ""))}</span></li>')
