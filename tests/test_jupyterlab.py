@@ -34,7 +34,13 @@ def test_readme_snippet_shows_the_audit_app_offline(fleet_project, jupyterlab, l
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-audit-app.png"), full_page=True)
 
-    assert out.locator(".bk-tab", has_text="Queue").first.is_visible()
+    # Other tabs are built when first shown: the click must reach the kernel and come back with the view. (Panel left
+    # the document held after the map's own callbacks ran, and a click on a tab then never reached its watcher.)
+    out.locator(".bk-tab", has_text="Queue").first.click()
+    out.get_by_text("Candidates awaiting review").first.wait_for(timeout=30_000)
+    assert out.locator(".bk-tab.bk-active", has_text="Queue").count() == 1
+    out.locator(".bk-tab", has_text="History").first.click()
+    out.locator(".history-view").get_by_text("Champion of").first.wait_for(timeout=30_000)
 
     shown = "\n".join(out.all_inner_texts())
     assert "AuditApp(name=" not in shown                              # no raw repr

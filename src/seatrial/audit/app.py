@@ -534,6 +534,27 @@ from fastcore.basics import patch  # noqa: E402
 
 NOTEBOOK_EXTENSIONS = ("tabulator",)   # the Panel extensions the app's views need in a notebook
 
+@contextmanager
+def _bokeh_callback_in_notebook(cb, wrapped, doc, comm, callbacks):
+    # Panel (1.9) runs a Python callback of a Bokeh model (the map's size, range, selection and tap callbacks) in a
+    # notebook inside a document hold, then pushes what it changed to the page, and then calls `doc.hold(previous)`,
+    # which does not release the hold when there was none: the document stays held, and every later change from the
+    # page (a click on a tab) is only collected, never handed to its watcher. This gives the document back the hold
+    # it had, whatever it was.
+    from panel.io.notebook import push
+    held = doc.callbacks.hold_value
+    doc.hold("combine")
+    if wrapped in callbacks: callbacks[callbacks.index(wrapped)] = cb
+    try: yield
+    finally:
+        if cb in callbacks: callbacks[callbacks.index(cb)] = wrapped
+        push(doc, comm)
+        doc.callbacks._hold = held
+
+import panel.pane.plot as _panel_plot  # noqa: E402
+
+_panel_plot._wrap_callback = _bokeh_callback_in_notebook
+
 def load_notebook_offline() -> None:
     """Load Panel into the running notebook with its scripts and styles inline (not from a CDN), once per kernel;
     elsewhere (a script, a test, a server) it only loads the extensions."""
