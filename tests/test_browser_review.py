@@ -58,7 +58,7 @@ def test_review_and_decision_read_in_units_and_labels_and_follow_a_decision(revi
     bands = _text(page, ".seatrial-regimes")
     assert bands.index("0–8 kn") < bands.index("8–11 kn") < bands.index("11–14 kn") < bands.index("14–30 kn")
     checks = _text(page, ".seatrial-checks")
-    assert "Monotone in speed through water" in checks and "monotone_stw_kn" not in checks
+    assert "Predicted fuel consumption rises with speed through water" in checks and "monotone_stw_kn" not in checks
     assert not RAW_FLOAT.search(bands + checks)
     page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
 

@@ -433,10 +433,12 @@ def _plot(self: MapView) -> Any:  # a bokeh Plot; also sets `self.streams`
     marker = GlyphRenderer(name="marker", data_source=src, view=view, glyph=Scatter(x="mx", y="my", marker="circle", size=16,
                                                                      fill_alpha=0, line_color=MARK, line_width=3))
     fig.renderers.extend([outline, marker])
-    box, lasso, wheel = BoxSelectTool(), LassoSelectTool(), WheelZoomTool()
+    # the server selects from the tools' geometry events; selecting in the browser too would only make BokehJS
+    # hit-test every layer, and a line (the tracks) cannot be hit by a box: the tool would stop before its event
+    box, lasso, wheel = BoxSelectTool(renderers=[]), LassoSelectTool(renderers=[]), WheelZoomTool()
     number_js = CustomJSHover(code=_NUMBER_JS, args={"source": points.data_source, "unit": _hover_unit(self, col)})
     hover = HoverTool(renderers=[points], tooltips=_tooltips(self, col), formatters={"@n": number_js, "@value": number_js})
-    fig.add_tools(PanTool(), BoxZoomTool(), box, lasso, TapTool(), wheel, ResetTool(), SaveTool(), hover)
+    fig.add_tools(PanTool(), BoxZoomTool(), box, lasso, TapTool(renderers=[]), wheel, ResetTool(), SaveTool(), hover)
     # the wheel scrolls the page until the reviewer turns wheel zoom on in the toolbar
     fig.toolbar.active_drag, fig.toolbar.active_scroll = box, None
     bar = ColorBar(color_mapper=mapper, title=_label(self.store, col), orientation="horizontal", height=10,
