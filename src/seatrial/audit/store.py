@@ -373,13 +373,12 @@ def registry_drift(
     "`seatrial.review.registry_drift`, read once per process while the registry and the ledger are unchanged."
     import time
     from seatrial import review
-    check = getattr(review, "registry_drift", None)   # added with issue 10's MLflow work
     root = Path(root).resolve()
-    if check is None or not model or not has_registry(root): return []
+    if not model or not has_registry(root): return []
     state, now = _registry_state(root), time.monotonic()
     with _CACHE_LOCK: hit = _DRIFT.get((str(root), model))
     if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS: return list(hit[2])
-    try: found = [str(s) for s in check(root, model)]
+    try: found = [str(s) for s in review.registry_drift(root, model)]
     except SeatrialError as e: found = [str(e)]
     if state is not None:
         with _CACHE_LOCK: _DRIFT[(str(root), model)] = (state, now, found)
