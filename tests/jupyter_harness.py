@@ -19,40 +19,19 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from loopback import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 JUPYTER = Path(sys.executable).parent / "jupyter"
-ARTIFACTS = Path(os.environ.get("SEATRIAL_TEST_ARTIFACTS", Path(__file__).parent / "artifacts"))
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-def browser_or_skip() -> None:
-    "Skip when Debian's chromium is missing, but fail under CI=true: a browser test that did not run proves nothing."
-    if Path(CHROMIUM).exists():
-        return
-    msg = f"BROWSER TESTS NOT RUN: {CHROMIUM} is missing (apt-get install -y chromium)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg + " - under CI a missing browser is a failure")
-    warnings.warn(msg, stacklevel=2)
-    pytest.skip(msg)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def is_local(url: str) -> bool:

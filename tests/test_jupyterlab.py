@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jupyter_harness import ARTIFACTS, jupyterlab, lab_page  # noqa: F401  (pytest fixtures)
+from jupyter_harness import jupyterlab, lab_page  # noqa: F401  (pytest fixtures)
+from loopback import ARTIFACTS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
