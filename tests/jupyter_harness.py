@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from loopback import CHROMIUM, CHROMIUM_ARGS, browser_or_skip, free_port
+from loopback import free_port, headless_chromium
 
 JUPYTER = Path(sys.executable).parent / "jupyter"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
@@ -184,12 +184,8 @@ class _Pages:
 @pytest.fixture
 def lab_page():
     "A factory of chromium pages for a `JupyterLab`, with non-loopback requests blocked (see `_Pages.outside`)."
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with headless_chromium() as browser:
         pages = _Pages(browser)
         yield pages
         for c in pages.contexts:
             c.close()
-        browser.close()

@@ -18,9 +18,9 @@ import pandas as pd
 from .. import review
 from .app import evidence_frame, history_frame
 from .store import AuditStore
-from .views import ExplanationView, OverviewView, fmt, inert
+from .views import ExplanationView, OverviewView, inert
 from ..core import SeatrialError, atomic_path
-from ..display import Vocabulary, count, when
+from ..display import Vocabulary, count, number, when
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
@@ -106,7 +106,7 @@ def importance_figure(
 # %% ../../../nbs/28_audit_report.ipynb #c007
 def html_table(df: pd.DataFrame, digits: int = 4) -> str:
     "A data frame as an HTML table whose every cell and header is escaped."
-    def cell(v): return fmt(v, digits) if isinstance(v, (float, np.floating)) else inert(v)
+    def cell(v): return number(v, digits) if isinstance(v, (float, np.floating)) else inert(v)
     head = "".join(f"<th>{inert(c)}</th>" for c in df.columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
                    for row in df.itertuples(index=False))

@@ -22,8 +22,8 @@ from ..display import Vocabulary, count, number, percent
 from ..evaluate import PRIMARY, score
 
 # %% auto #0
-__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'METRIC_NAMES', 'SelectionChanged', 'RAISES', 'LOWERS', 'inert', 'fmt',
-           'delta_cell', 'metric_name', 'check_title', 'checks_html', 'level_text', 'selection_stream', 'OverviewView',
+__all__ = ['BETTER', 'WORSE', 'RASTERIZE_ABOVE', 'METRIC_NAMES', 'SelectionChanged', 'RAISES', 'LOWERS', 'inert', 'delta_cell',
+           'metric_name', 'check_title', 'checks_html', 'level_text', 'selection_stream', 'OverviewView',
            'ExplanationView', 'warm_up']
 
 # %% ../../../nbs/24_audit_views.ipynb #c006
@@ -34,10 +34,6 @@ def inert(x: Any) -> str:
     "Text from data or people as HTML that displays literally: no tag, script or Markdown syntax in it takes effect."
     escaped = html.escape("" if x is None else str(x), quote=True)
     return escaped.replace("*", "&#42;").replace("_", "&#95;").replace("`", "&#96;").replace("[", "&#91;").replace("\n", "<br>")
-
-def fmt(x: Any, digits: int = 3) -> str:
-    "A number for a table: `seatrial.display.number` (this name is kept for its callers)."
-    return number(x, digits)
 
 def delta_cell(delta: float | None,    # candidate's error minus the other model's
                rel: float | None,      # the same, relative to the other model's error
