@@ -80,6 +80,18 @@ def add_cell(notebook: Path, source: str, before_last: bool = True) -> None:
     notebook.write_text(json.dumps(nb))
 
 
+def tiny_stage(folder: Path, name: str, *cells: str, params: str = 'out_dir: str = "."  # this stage\n') -> Path:
+    "A tiny stage notebook: its parameters cell, then `cells`."
+    src = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": params, "outputs": [], "execution_count": None}]
+    src += [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None} for c in cells]
+    for i, c in enumerate(src): c["id"] = f"cell{i}"
+    nb = {"cells": src, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps(nb))
+    return folder / name
+
+
 def mlflow_client(root: Path):
     from mlflow.tracking import MlflowClient
     return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")

@@ -3,7 +3,6 @@ cell named for every way a stage can stop, and run ids that are ids. Real `seatr
 a real SQLite MLflow store."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SEATRIAL, copy_pipeline, mlflow_client, run_seatrial, write_quakes
+from conftest import SEATRIAL, copy_pipeline, mlflow_client, run_seatrial, tiny_stage, write_quakes
 
 from seatrial.cli import main
 from seatrial.stage import read_manifest
@@ -83,7 +82,7 @@ def _refused(p: subprocess.CompletedProcess, winner: str) -> bool:
 def test_two_runs_at_once_one_runs_the_other_refuses_or_waits(quakes_project, tmp_path):
     # The lock is the runner's, whatever the stages: one small stage keeps this quick; MLflow's store is real and fresh.
     root, config = quakes_project
-    _stage(tmp_path / "stages", "01_make.ipynb", "from pathlib import Path\nfrom seatrial.stage import write_manifest",
+    tiny_stage(tmp_path / "stages", "01_make.ipynb", "from pathlib import Path\nfrom seatrial.stage import write_manifest",
            "Path(out_dir).mkdir(parents=True, exist_ok=True)\nPath(out_dir, 'n.txt').write_text(str(n))\n"
            "write_manifest(out_dir, 'make', {'n': Path(out_dir, 'n.txt')}, {'n': n})",
            params='out_dir: str = "."  # this stage\nn: int = 1  # a number\n')
@@ -144,7 +143,7 @@ def test_kill_9_during_each_stage_then_a_failed_recording_then_a_run_that_record
         proc.wait()
         killed.append(run_id)
         rec = read_json(root / "runs" / run_id / "run.json")
-        assert rec["status"] == "running" and rec["stages"][-1] == {"stage": stage, "status": "running"}
+        assert rec["status"] == "running" and (rec["stages"][-1]["stage"], rec["stages"][-1]["status"]) == (stage, "running")
         listed = run_seatrial(root, "runs")   # notices the dead run
         assert listed.returncode == 0 and f"run {run_id} was interrupted" in listed.stderr
         rec = read_json(root / "runs" / run_id / "run.json")
@@ -194,18 +193,6 @@ def test_kill_9_during_each_stage_then_a_failed_recording_then_a_run_that_record
     assert shown.returncode == 0 and "interrupted" in shown.stdout
 
 
-def _stage(folder: Path, name: str, *cells: str, params: str = 'out_dir: str = "."  # this stage\n') -> Path:
-    "A tiny stage notebook: its parameters cell, then `cells`."
-    src = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": params, "outputs": [], "execution_count": None}]
-    src += [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None} for c in cells]
-    for i, c in enumerate(src): c["id"] = f"cell{i}"
-    nb = {"cells": src, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(json.dumps(nb))
-    return folder / name
-
-
 FAILURES = {   # first line of the failing cell -> what the error says
     "import sys; sys.exit(0)": "stopped (sys.exit) without writing its manifest",
     "import os; os._exit(0)": "the kernel died",
@@ -217,7 +204,7 @@ FAILURES = {   # first line of the failing cell -> what the error says
 
 def test_the_failing_cell_is_named_and_the_kept_notebook_says_what_ran(tmp_path):
     for i, line in enumerate(FAILURES, 1):
-        _stage(tmp_path / "stages", f"0{i}_boom{i}.ipynb", "a = 1", f"{line}\nb = 2", "c = 3")
+        tiny_stage(tmp_path / "stages", f"0{i}_boom{i}.ipynb", "a = 1", f"{line}\nb = 2", "c = 3")
     stages = discover_stages(tmp_path / "stages")
     pool = KernelPool(tmp_path / "stages")
     try:
@@ -239,7 +226,7 @@ def test_the_failing_cell_is_named_and_the_kept_notebook_says_what_ran(tmp_path)
 def test_a_killed_kernel_is_named_in_run_json_and_show(quakes_project, tmp_path, capsys):
     root, config = quakes_project
     pipe = tmp_path / "stages"
-    _stage(pipe, "01_boom.ipynb", "a = 1", "import os\nos.kill(os.getpid(), 9)")
+    tiny_stage(pipe, "01_boom.ipynb", "a = 1", "import os\nos.kill(os.getpid(), 9)")
     proc = run_seatrial(root, "run", "--config", str(config), "--pipeline", str(pipe), "-q")
     assert proc.returncode == 1 and "stage 'boom' failed at cell 4 (import os): the kernel died" in proc.stderr
     (run_id, rec), = _runs(root).items()

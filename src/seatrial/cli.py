@@ -37,7 +37,8 @@ def _run_options(args, config: Path):
     root = Path(args.root)
     return RunOptions(root=root, config=config, pipeline=Path(args.pipeline) if args.pipeline else default_pipeline(root),
                       params=_stage_params(args.param), force=args.force, from_stage=args.from_stage,
-                      cell_timeout=args.cell_timeout, progress=not args.quiet, wait=args.wait)
+                      cell_timeout=args.cell_timeout, progress=not args.quiet, wait=args.wait, source=args.source,
+                      run_id=_run_id(args.run_id) if args.run_id else None)
 
 # %% ../../nbs/90_cli.ipynb #c031
 def _metric_lines(
@@ -127,11 +128,12 @@ def cmd_runs(args) -> int:
     if not records:
         print("no runs yet: `seatrial demo` makes one", file=sys.stderr); return 0
     from seatrial.display import seconds
-    print(f"{'run':<34} {'status':<9} {'took':>10}  {'model':>5}  stages")
+    print(f"{'run':<34} {'status':<11} {'from':<9} {'took':>10}  {'model':>5}  stages")
     for p in records:
         r = read_json(p)
         stages = " ".join(f"{s['stage']}{'*' if s['status'] == 'cached' else ''}" for s in r["stages"])
-        print(f"{r['run_id']:<34} {r['status']:<9} {seconds(r['seconds']):>10}  {r.get('model_version') or '-':>5}  {stages}")
+        print(f"{r['run_id']:<34} {r['status']:<11} {r.get('source', 'cli'):<9} {seconds(r['seconds']):>10}  "
+              f"{r.get('model_version') or '-':>5}  {stages}")
     return 0
 
 def _stage_manifest(root: Path, run: str, s: dict) -> dict | None:
@@ -151,7 +153,8 @@ def cmd_show(args) -> int:
     _recover(root)
     r = read_json(path)
     from seatrial.display import number, seconds
-    print(f"run {r['run_id']}  dataset {r['dataset']}  {r['status']}  took {seconds(r['seconds'])}  started {_time_text(r['started'])}")
+    print(f"run {r['run_id']}  dataset {r['dataset']}  {r['status']}  took {seconds(r['seconds'])}  started {_time_text(r['started'])}"
+          f" from the {'workbench' if r.get('source') == 'workbench' else 'command line'}")
     print(f"MLflow run {r.get('mlflow_run_id') or '-'}  model version {r.get('model_version') or '-'}")
     if r.get("error"): print(f"  error: {r['error']}")
     if r.get("interrupted"): print(f"  interrupted: its runner was found gone at {_time_text(r['interrupted'])}")
@@ -494,6 +497,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell-timeout", type=float, default=1800, metavar="S", help="seconds one cell may run (default 1800)")
     p.add_argument("-q", "--quiet", action="store_true", help="no cell progress bars")
     p.add_argument("--wait", action="store_true", help="another run of this project in progress: wait for it, then run")
+    # for launchers (the workbench): who started the run, and the id it is to have
+    p.add_argument("--source", choices=("cli", "workbench"), default="cli", help=argparse.SUPPRESS)
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
 
 def parser() -> argparse.ArgumentParser:
     "The `seatrial` argument parser."

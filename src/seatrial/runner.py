@@ -32,7 +32,7 @@ from .core import SeatrialError, atomic_path, hash_json, hash_path, read_json, w
 from .stage import MANIFEST, ManifestError, check_parameters, declared_parameters, read_manifest
 
 # %% auto #0
-__all__ = ['DISPLAY_KEYS', 'RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline',
+__all__ = ['DISPLAY_KEYS', 'CellHook', 'RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline',
            'code_digest', 'library_digest', 'DigestCache', 'config_sections', 'config_inputs', 'config_digest',
            'StageFailedError', 'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell', 'execute_stage',
            'render_html', 'RunOptions', 'RunResult', 'new_run_id', 'stage_parameters', 'stage_key', 'StageCache',
@@ -258,18 +258,24 @@ def failed_cell(
         if c.get("metadata", {}).get("papermill", {}).get("status") == "failed": return i, _first_line(c)
     return None
 
+CellHook = Callable[[int, int, str], None]   # (code cell number from 1, code cells in all, the cell's first line)
+
 def _engine():
-    "papermill's engine, but a cell that never returned (dead kernel, time limit) is `failed`, and later cells stay `pending`."
+    """papermill's engine, but a cell that never returned (dead kernel, time limit) is `failed`, and later cells stay
+    `pending`; an `on_cell` hook (a `CellHook`) hears of every code cell as it starts."""
     from papermill.engines import NBClientEngine, papermill_engines
     if "seatrial" in papermill_engines._engines: return "seatrial"
 
     class _SeatrialEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+        def execute_managed_notebook(cls, nb_man, kernel_name, on_cell: CellHook | None = None, **kwargs):
             started: list[int] = []
             start = nb_man.cell_start
+            code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+            number = {i: n for n, i in enumerate(code, 1)}
             def cell_start(cell, cell_index=None, **kw):
                 started.append(cell_index)
+                if on_cell and cell_index in number: on_cell(number[cell_index], len(code), _first_line(cell))
                 return start(cell, cell_index, **kw)
             nb_man.cell_start = cell_start
             try:
@@ -295,6 +301,7 @@ def execute_stage(
     cell_timeout: float = 1800,   # seconds one cell may run
     progress: bool = True,        # show a cell progress bar
     next_stage: Stage | None = None,  # the stage after this one, whose kernel to start meanwhile
+    on_cell: CellHook | None = None,  # told of each code cell as it starts
 ) -> dict:  # the stage's manifest
     "Run one stage notebook with papermill; raise `StageFailedError` unless it completed."
     import papermill as pm
@@ -307,8 +314,11 @@ def execute_stage(
     try:
         pm.execute_notebook(stage.notebook, partial, parameters=params, km=km, kernel_name=pool.kernel_name,
                             language="python", cwd=stage.notebook.parent, execution_timeout=cell_timeout,
-                            engine_name=_engine(),
+                            engine_name=_engine(), on_cell=on_cell,
                             progress_bar={"desc": f"  {stage.name}", "leave": False} if progress else False)
+    except KeyboardInterrupt:
+        partial.unlink(missing_ok=True)   # stopped on purpose: nothing half-written stays behind
+        raise
     except Exception as exc:
         detail = _failure_detail(exc, cell_timeout)
         kept = report if partial.exists() else None
@@ -360,6 +370,8 @@ class RunOptions:
     cell_timeout: float = 1800      # seconds one cell may run
     progress: bool = True           # cell progress bars
     wait: bool = False              # another run of the project in progress: wait for it instead of refusing
+    source: str = "cli"             # what started it: "cli" or "workbench" (run.json and the MLflow tag seatrial.source)
+    run_id: str | None = None       # the run's id, when its starter chose it (default: dataset name, UTC time, suffix)
 
 @dataclass
 class RunResult:
@@ -610,7 +622,9 @@ def run_pipeline(
     time: another one in progress is `RunInProgressError` (or, with `opts.wait`, waited for)."""
     from seatrial.dataset import load_config
     cfg = load_config(opts.config.resolve())
-    run_id = new_run_id(cfg.name)
+    run_id = opts.run_id or new_run_id(cfg.name)
+    if opts.run_id and (opts.root / "runs" / run_id).exists():
+        raise PipelineError(f"run {run_id} exists already; a run id names one run")
     with project_lock(opts.root, run_id, opts.wait, say):
         recover_interrupted(opts.root, say, holding=True)
         return _run_locked(opts, say, cfg, run_id)
@@ -661,17 +675,20 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
 
     def ensure_tracking():   # the parent run exists only once a stage really runs
         if "parent" not in box:
-            box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config)},
+            box["parent"] = tracker().start_pipeline(run_id, {"seatrial.run": run_id, "seatrial.config": str(config),
+                                                              "seatrial.source": opts.source},
                                                           code_dir=pipeline, start_time=started)
 
     def write_record(status: str, current: str | None = None, error: str | None = None):
-        stages_now = records + ([{"stage": current, "status": "running"}] if current else [])
+        since = {"started": box["running"]["started"]} if box.get("running") else {}
+        stages_now = records + ([{"stage": current, "status": "running"} | since] if current else [])
         ended = box.get("ended")   # the end the parent MLflow run records too
-        write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name,
+        cell = {"current": {"stage": current} | box["cell"]} if current and box.get("cell") else {}
+        write_json(run_dir / "run.json", {"run_id": run_id, "status": status, "dataset": cfg.name, "source": opts.source,
                                           "config": _in_project(root, config), "started": _iso(started),
                                           "seconds": round((ended or time.time()) - started, 2), "stages": stages_now,
                                           "mlflow_run_id": box.get("parent"), "model_version": box.get("version"),
-                                          "pid": os.getpid(), "host": socket.gethostname()} | ({"error": error} if error else {})
+                                          "pid": os.getpid(), "host": socket.gethostname()} | cell | ({"error": error} if error else {})
                                           | ({"ended": _iso(ended)} if ended else {}))
 
     def begin():   # the first stage that really runs, or a reused pipeline that was never recorded: this is a new run
@@ -700,6 +717,7 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
             hit = None if forced else cache.lookup(key, digests)
             injected = params | {k: v for k, v in runtime.items() if k in decl}
             ran_with[stage.name] = {k: p.default for k, p in decl.items()} | injected   # defaults too: what MLflow shows
+            shown = {k: v for k, v in ran_with[stage.name].items() if k not in RUNTIME_PARAMS}   # what run.json keeps
             if hit:
                 entry, manifest = hit
                 manifest["_path"] = str(root / entry["manifest"])
@@ -707,28 +725,35 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
                 t1 = time.time()
                 records.append({"stage": stage.name, "status": "cached", "seconds": round(t1 - t0, 2), "started": _iso(t0),
                                 "ended": _iso(t1), "key": key, "manifest": entry["manifest"], "cached_from": entry["run"],
-                                "notebook": None})
+                                "notebook": None, "params": shown})
                 say(f"[{i}/{len(stages)}] {stage.name:<10} unchanged (from run {entry['run']})")
                 continue
             if not box.get("started"): begin()
+            t0 = time.time()   # an executed stage's time: its notebook's, from start to end
+            box["cell"], box["running"] = None, {"stage": stage.name, "started": _iso(t0), "key": key, "params": shown}
             write_record("running", current=stage.name)
             say(f"[{i}/{len(stages)}] {stage.name:<10} running")
             report = report_dir / f"{stage.label}.ipynb"
-            t0 = time.time()   # an executed stage's time: its notebook's, from start to end
+
+            def on_cell(n: int, total: int, line: str, name: str = stage.name) -> None:   # run.json says where it is
+                box["cell"] = {"cell": n, "cells": total, "line": line, "since": _iso(time.time())}
+                write_record("running", current=name)
             try:
                 manifest = execute_stage(stage, injected, report, run_dir / stage.name, pool, opts.cell_timeout, opts.progress,
-                                         stages[i] if i < len(stages) else None)
+                                         stages[i] if i < len(stages) else None, on_cell)
             except StageFailedError as err:
                 t1 = time.time()
+                box.pop("running")
                 records.append({"stage": stage.name, "status": "failed", "seconds": round(t1 - t0, 2), "started": _iso(t0),
                                 "ended": _iso(t1), "key": key,
                                 "notebook": _in_project(root, err.notebook) if err.notebook else None, "error": err.detail,
-                                "cell": err.cell, "cell_line": err.line})
+                                "cell": err.cell, "cell_line": err.line, "params": shown})
                 jobs.submit(_log_failed, box, ensure_tracking, stage.name, ran_with[stage.name], err.notebook, inputs, t0, t1)
                 jobs.drain(quiet=True)   # the stage's failure is the news; MLflow's, if any, would hide it
                 write_record("failed")
                 raise
             t1 = time.time()
+            box.pop("running")
             mpath = run_dir / stage.name / MANIFEST
             manifest["_path"] = str(mpath)
             manifests[stage.name] = manifest
@@ -736,7 +761,7 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
             seconds = round(t1 - t0, 2)
             records.append({"stage": stage.name, "status": "finished", "seconds": seconds, "started": _iso(t0),
                             "ended": _iso(t1), "key": key, "manifest": _in_project(root, mpath),
-                            "notebook": _in_project(root, report), "cached_from": None})
+                            "notebook": _in_project(root, report), "cached_from": None, "params": shown})
             say(f"[{i}/{len(stages)}] {stage.name:<10} done in {seconds:.1f} s ({_n_cells(report)} cells) -> {report.relative_to(root)}")
             jobs.submit(_log_done, box, ensure_tracking, stage.name, ran_with[stage.name], manifest, report, inputs, t0, t1)
         digests.save()
@@ -772,9 +797,14 @@ def _run_locked(opts: RunOptions, say: Callable[[str], None], cfg, run_id: str) 
         return RunResult(run_id, "finished", records, box.get("parent"), box.get("version"))
     except BaseException as exc:
         jobs.drain(quiet=True)
-        if isinstance(exc, KeyboardInterrupt) and box.get("started"): write_record("interrupted")
+        stopped = isinstance(exc, KeyboardInterrupt)
+        if stopped and box.get("started"):
+            if (r := box.pop("running", None)) is not None:   # the stage it was stopped in, for as long as it ran
+                records.append(r | {"status": "interrupted", "seconds": round(time.time() - _epoch(r["started"]), 2),
+                                    "ended": _iso(time.time()), "notebook": None})
+            write_record("interrupted")
         if box.get("parent"):
-            with contextlib.suppress(Exception): box["tracker"].end_run(box["parent"], "FAILED")
+            with contextlib.suppress(Exception): box["tracker"].end_run(box["parent"], "KILLED" if stopped else "FAILED")
         raise
     finally:
         pool.close()
