@@ -32,11 +32,11 @@ from .core import SeatrialError, atomic_path, hash_json, hash_path, read_json, w
 from .stage import MANIFEST, ManifestError, check_parameters, declared_parameters, read_manifest
 
 # %% auto #0
-__all__ = ['DISPLAY_KEYS', 'CellHook', 'RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages', 'default_pipeline',
-           'code_digest', 'library_digest', 'DigestCache', 'config_sections', 'config_inputs', 'config_digest',
-           'StageFailedError', 'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell', 'execute_stage',
-           'render_html', 'RunOptions', 'RunResult', 'new_run_id', 'stage_parameters', 'stage_key', 'StageCache',
-           'RunInProgressError', 'lock_holder', 'project_lock', 'recover_interrupted', 'run_pipeline',
+__all__ = ['INTERFACE_MODULES', 'DISPLAY_KEYS', 'CellHook', 'RUNTIME_PARAMS', 'LOCK', 'PipelineError', 'Stage', 'discover_stages',
+           'default_pipeline', 'code_digest', 'library_digest', 'DigestCache', 'config_sections', 'config_inputs',
+           'config_digest', 'StageFailedError', 'warm_imports', 'kernel_env', 'KernelPool', 'failed_cell',
+           'execute_stage', 'render_html', 'RunOptions', 'RunResult', 'new_run_id', 'stage_parameters', 'stage_key',
+           'StageCache', 'RunInProgressError', 'lock_holder', 'project_lock', 'recover_interrupted', 'run_pipeline',
            'headline_metrics']
 
 # %% ../../nbs/17_runner.ipynb #c005
@@ -84,10 +84,13 @@ def code_digest(notebook: Path) -> str:
     src = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"] if c["cell_type"] == "code"]
     return hash_json(src)
 
+# seatrial's modules that only start, show or compare runs: no stage result depends on them
+INTERFACE_MODULES = frozenset({"cli.py", "launch.py", "runs.py", "forms.py", "workbench.py", "_modidx.py"})
+
 def library_digest() -> str:
-    "Hash of the installed seatrial library's source: a stage's result depends on it."
+    "Hash of the installed seatrial library's source that stages run (not its interface modules): a stage's result depends on it."
     pkg = Path(seatrial.__file__).parent
-    return hash_json([[p.name, hash_path(p)] for p in sorted(pkg.glob("*.py"))])
+    return hash_json([[p.name, hash_path(p)] for p in sorted(pkg.glob("*.py")) if p.name not in INTERFACE_MODULES])
 
 def _in_project(root: Path, p: str | os.PathLike) -> str:
     "A path as a project's records keep it: relative to the project folder when inside it, so a moved project's stay true."
