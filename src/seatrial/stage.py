@@ -82,6 +82,7 @@ class Parameter:
     default: Any
     help: str       # the comment, range included
     allowed: str = ""  # the allowed range as written at the comment's end, e.g. "0 < x < 1" (empty: any value)
+    choices: tuple[str, ...] = ()  # a str parameter's values, listed in its comment as "(one of: a, b)" (empty: any)
 
 def _parameters_cell(nb: dict, path: Path) -> str:
     for cell in nb["cells"]:
@@ -104,6 +105,19 @@ def _declared_range(path: Path, name: str, type_name: str, default: Any, comment
         raise ParameterError(f"{path}: parameter '{name}': its default {default!r} is outside its own range ({text})")
     return text
 
+_CHOICES = re.compile(r"\(one of:\s*([^()]*)\)", re.IGNORECASE)
+
+def _declared_choices(path: Path, name: str, type_name: str, default: Any, comment: str) -> tuple[str, ...]:
+    "The choices `comment` lists as `(one of: a, b)`, checked against the declaration (() when none)."
+    m = _CHOICES.search(comment)
+    if not m: return ()
+    choices = tuple(c.strip().strip("'\"`") for c in m.group(1).split(",") if c.strip())
+    if type_name != "str":
+        raise ParameterError(f"{path}: parameter '{name}' is {type_name}; only str parameters take a list of choices")
+    if default not in choices:
+        raise ParameterError(f"{path}: parameter '{name}': its default {default!r} is not one of its own choices ({', '.join(choices)})")
+    return choices
+
 def declared_parameters(
     notebook: str | os.PathLike,  # a stage notebook
 ) -> dict[str, Parameter]:  # name -> declaration, in order
@@ -117,7 +131,8 @@ def declared_parameters(
             raise ParameterError(f"{path}: parameters cell line {node.lineno}: write each parameter as `name: type = value  # help`")
         name, type_name, default = node.target.id, ast.unparse(node.annotation), ast.literal_eval(node.value)
         comment = lines[node.lineno - 1].partition("#")[2].strip()
-        out[name] = Parameter(name, type_name, default, comment, _declared_range(path, name, type_name, default, comment))
+        out[name] = Parameter(name, type_name, default, comment, _declared_range(path, name, type_name, default, comment),
+                              _declared_choices(path, name, type_name, default, comment))
     return out
 
 # %% ../../nbs/16_stage.ipynb #c008
@@ -156,6 +171,8 @@ def check_parameters(
             raise ParameterError(f"stage '{stage}': parameter '{name}' must be {p.type}, got {type(value).__name__} {value!r}")
         if p.allowed and not in_range(value, allowed := parse_range(p.allowed)):
             raise ParameterError(f"stage '{stage}': {name} must be {describe_range(allowed)}; got {value!r}")
+        if p.choices and value not in p.choices:
+            raise ParameterError(f"stage '{stage}': {name} must be one of {', '.join(p.choices)}; got {value!r}")
     return given
 
 # %% ../../nbs/16_stage.ipynb #c011
