@@ -431,6 +431,8 @@ class AuditApp(Viewer):
     "The audit app: queue, review, explanations, decision and history of candidate models."
     store = param.ClassSelector(class_=AuditStore)
     champion = param.String("", doc="the open model's champion now (the title's badge); read again after each decision")
+    later = param.Callable(None, doc="runs a function after the page is sent (a server's turn): what is below the first "
+                           "screen; None: at once")
 
     def __init__(self,
                  root: str | os.PathLike | None = None,  # project folder (when no store is given)
@@ -441,21 +443,29 @@ class AuditApp(Viewer):
         if not opened: params["store"] = AuditStore(root=Path(root or "."), identity=identity or local_identity())
         super().__init__(**params)
         s = self.store
-        self.queue = QueueView(store=s)
-        if not opened: self.queue.open_newest()
+        self._queue = self._decision = self._history = self._explanations = None
+        self._credentials = credentials
+        if not opened: self._open_newest()
         self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
         if s.evidence is None: self._read_champion()
-        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
-        if s.evidence is None: self._read_champion()
-        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
-        if s.evidence is None: self._read_champion()
-        self.champion = s.champion_version if s.evidence is not None else ""   # as the store just read it
-        if s.evidence is None: self._read_champion()
-        self.map, self.overview = MapView(store=s), OverviewView(store=s)
-        self._credentials, self._decision, self._history, self._explanations = credentials, None, None, None
+        self.map, self.overview = MapView(store=s), OverviewView(store=s, later=self.later)
 
-    # The views of the other tabs are made when first asked for (their tab shown, or by code): a new session pays
-    # only for the Review tab it opens on.
+    def _open_newest(self) -> None:
+        "Open the newest candidate, if any waits; when it cannot be opened, the Queue view says why."
+        s = self.store
+        newest = next(iter(review_queue(s.root)), None) if s.root is not None else None
+        if newest is None: return
+        try: s.param.update(model=newest["model"], version=str(newest["version"]))
+        except SeatrialError: self.queue.open_newest()   # made now, to show the problem where the reviewer lands
+
+    # The views of the tabs other than Review are made when first asked for (their tab shown, or by code): a new
+    # session pays only for the Review tab it opens on.
+    @property
+    def queue(self) -> QueueView:
+        "The review queue view (made on first use)."
+        if self._queue is None: self._queue = QueueView(store=self.store)
+        return self._queue
+
     @property
     def decision(self) -> DecisionView:
         "The decision view (made on first use)."
@@ -480,12 +490,9 @@ class AuditApp(Viewer):
 
     def _changed(self) -> None:
         # The open version keeps the comparison the reviewer decided on; opening a version again compares it with
-        # the champion of that moment. The title's champion badge and History follow at once. The title's champion badge and History follow at once. The title's champion badge and History follow at once. The title's champion badge and History follow at once.
+        # the champion of that moment. The title's champion badge, the queue and History follow at once.
         self._read_champion()
-        self._read_champion()
-        self._read_champion()
-        self._read_champion()
-        self.queue.refresh = True
+        if self._queue is not None: self._queue.refresh = True
         if self._history is not None: self._history.refresh = True
 
     @param.depends("store.model", watch=True)
@@ -493,8 +500,8 @@ class AuditApp(Viewer):
         s = self.store
         self.champion = current_champion(s.root, s.model) if s.root is not None and s.model else ""
 
-    @param.depends("store.model", "store.version", "champion")
-    def _title(self):
+    def _title(self, *_) -> str:
+        "The header: what is open, its champion, and who is signed in (HTML)."
         s = self.store
         open_ = f"{inert(s.model)} version {inert(s.version)}" if s.version else "no candidate open"
         if s.version and self.champion == s.version:
@@ -505,8 +512,8 @@ class AuditApp(Viewer):
                       f'{"version " + inert(self.champion) if self.champion else "none yet"})</span>')
         who = s.identity
         roles = ", ".join(sorted(who.roles)) if who else ""
-        return pn.pane.HTML(f"<h2 style='margin:0'>seatrial sea trial: {open_}</h2>"
-                            f"<div>signed in as <b>{inert(who.name if who else '')}</b> ({inert(roles)})</div>")
+        return (f"<h2 style='margin:0'>seatrial sea trial: {open_}</h2>"
+                f"<div>signed in as <b>{inert(who.name if who else '')}</b> ({inert(roles)})</div>")
 
     def __panel__(self):
         views = {"Queue": lambda: self.queue,
@@ -525,7 +532,11 @@ class AuditApp(Viewer):
                 self._explanations.live = list(views)[index] == "Explanations"
         show(tabs.active)
         tabs.param.watch(lambda e: show(e.new), "active")
-        return pn.Column(self._title, tabs, sizing_mode="stretch_width")
+        # one HTML pane whose text follows (not a Panel function pane: a session makes fewer objects)
+        title = pn.pane.HTML(self._title())
+        self.param.watch(lambda *_: setattr(title, "object", self._title()), "champion")
+        self.store.param.watch(lambda *_: setattr(title, "object", self._title()), ["model", "version"])
+        return pn.Column(title, tabs, sizing_mode="stretch_width")
 
 # %% ../../../nbs/26_audit_app.ipynb #h10-code
 from contextlib import contextmanager  # noqa: E402  (only this section uses these)

@@ -596,7 +596,9 @@ def _figure(self: MapView, *_):
 def __panel__(self: MapView):
     colour = pn.widgets.Select.from_param(self.param.colour, width=260)
     feature = pn.widgets.Select.from_param(self.store.param.feature, label="Feature", width=220,
-                                           options=self.store.param.features, visible=self.param.colour.rx() == "shap")
+                                           options=self.store.param.features, visible=self.colour == "shap")
+    # a watcher rather than a reactive expression: every served session makes this widget
+    self.param.watch(lambda e: setattr(feature, "visible", e.new == "shap"), "colour")
     tracks = pn.widgets.Checkbox.from_param(self.param.tracks, align="end")
     clear = pn.widgets.Button(label="Clear selection", align="center")
     clear.on_click(self.clear)

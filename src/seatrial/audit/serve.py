@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import html
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -273,6 +274,7 @@ class LoginRequired(Router):
                  provider: SeatrialAuthProvider | None = None, # who is logged in; None: single-user mode, no logins
                 ):
         self.app, self.routes, self.provider = app, routes, provider
+        self.on_websocket: Callable[[], None] | None = None   # told of each logged-in websocket (see `_Intake`)
 
     @property
     def rules(self) -> list:
@@ -305,6 +307,8 @@ class LoginRequired(Router):
             arg = found.path_args[0] if found.path_args else b""
             module = (arg.decode() if isinstance(arg, bytes) else str(arg or "")).split("/", 1)[0]
             if module not in sys.modules: return self._refuse(request, 404)   # serve what the page uses, import nothing
+        if self.on_websocket is not None and request.headers.get("Upgrade", "").lower() == "websocket":
+            self.on_websocket()
         return found
 
 def require_login(
@@ -332,14 +336,18 @@ def _audit_app(credentials: Path | None = None) -> Callable[[Path, Identity], An
     # datashader and numba compile their pipelines on first use (seconds): pay that now, not at the first reviewer's page
     from seatrial.audit import map as audit_map, views
     audit_map.warm_up(); views.warm_up()
+    pn.extension("tabulator")   # the tables' models, registered once
+    _send_set_values_only()
 
     def app(root: Path, identity: Identity):
-        pn.extension("tabulator")   # per session: the page loads Tabulator's JS and CSS (from this server) for the tables
+        _on_page("tabulator")   # per session: the page loads Tabulator's JS and CSS (from this server) for the tables
         page = pn.Column(pn.indicators.LoadingSpinner(value=True, size=40, name="Opening the review ..."),
                          sizing_mode="stretch_width")
 
         def build() -> None:
-            try: page.objects = [AuditApp(root=root, identity=identity, credentials=credentials)]
+            doc = pn.state.curdoc
+            later = (lambda fill: _in_turn(doc, fill, page=False)) if doc is not None and doc.session_context else None
+            try: page.objects = [AuditApp(root=root, identity=identity, credentials=credentials, later=later)]
             except Exception as e:
                 _log.exception("could not build the audit app for %s", identity.name)
                 page.objects = [pn.pane.Alert(f"The audit app could not open: {html.escape(str(e))}", alert_type="danger")]
@@ -348,30 +356,143 @@ def _audit_app(credentials: Path | None = None) -> Callable[[Path, Identity], An
         return page
     return app
 
-_TURNS: dict[Any, tuple[asyncio.Queue, asyncio.Task]] = {}   # event loop -> (sessions waiting to be built, builder)
+def _send_set_values_only() -> None:
+    """Bokeh, serialising a model for the browser, works out the value of every property and then drops those left at
+    their default (its own TODO says so): about a fifth of a served session's CPU. Here only the properties it sends
+    are valued: the same JSON (the example below compares them). Installed once per serving process, for Bokeh 3."""
+    from bokeh.core.has_props import HasProps
+    from bokeh.core.property.wrappers import PropertyValueContainer
+    everything = HasProps.query_properties_with_values
+    if getattr(everything, "_seatrial", False) or not __import__("bokeh").__version__.startswith("3."): return
 
-def _in_turn(doc: Any, build: Callable[[], None]) -> None:
+    def query(self, query, *, include_defaults: bool = True, include_undefined: bool = False) -> dict[str, Any]:
+        if include_defaults or include_undefined:
+            return everything(self, query, include_defaults=include_defaults, include_undefined=include_undefined)
+        themed = self.themed_values()
+        themed_keys = set(themed) if themed is not None else set()
+        selected = set(self._property_values) | set(self._unstable_default_values) | themed_keys
+        result = {}
+        for key in self.properties(_with_props=True):   # Bokeh's order
+            if key not in selected: continue
+            descriptor = self.lookup(key)
+            if not query(descriptor): continue
+            value = descriptor.get_value(self)
+            if key not in themed_keys and isinstance(value, PropertyValueContainer) and key in self._unstable_default_values:
+                continue   # an unchanged default container, as Bokeh leaves out
+            result[key] = value
+        return result
+    query._seatrial = True
+    HasProps.query_properties_with_values = query
+
+def _on_page(extension: str) -> None:
+    """What `pn.extension(extension)` does for the page of the session being made (its scripts and styles are listed in
+    its HTML), without the rest of its work: Panel walks every class it knows at each call (tens of milliseconds of
+    every session's server time). The extension was loaded once when serving started."""
+    from panel.io.state import state
+    if state.curdoc is None: return
+    loaded = state._extensions_.setdefault(state.curdoc, [])
+    if extension not in loaded: loaded.append(extension)
+
+_TURNS: dict[Any, tuple[asyncio.PriorityQueue, asyncio.Task]] = {}   # event loop -> (what waits to be built, builder)
+_ASKED = itertools.count()   # the order things were asked for in
+
+def _in_turn(doc: Any,
+             build: Callable[[], None],
+             page: bool = True,   # a session's page; False: what comes after it (below the first screen)
+            ) -> None:
     """Build a session's page after those asked for before it, each sent before the next is built.
 
     Panel would run every on-load callback that has arrived before sending any of their pages (their updates wait for
     the next turn of the event loop), so a team opening at once would all wait for the last page. Here one builder per
-    process takes them first come, first served, under the session's document lock, and sends each page when built."""
+    process takes them first come, first served, under the session's document lock, and sends each page when built.
+    What a page leaves for later (`AuditApp.later`) is built once no page waits: a team's first screens come first."""
     if doc is None or doc.session_context is None: return build()   # not served: nothing to wait for
     loop = asyncio.get_running_loop()
     if loop not in _TURNS:
-        queue = asyncio.Queue()
+        queue = asyncio.PriorityQueue()
         _TURNS[loop] = (queue, loop.create_task(_builder(queue)))
-    _TURNS[loop][0].put_nowait((doc, build))
+    if page and _INTAKE is not None: _INTAKE.page_asked()
+    _TURNS[loop][0].put_nowait((0 if page else 1, next(_ASKED), doc, build, page))
 
 async def _builder(queue: asyncio.Queue) -> None:
     from panel.io.state import set_curdoc
     def run(doc, build):
         with set_curdoc(doc): build()
     while True:
-        doc, build = await queue.get()
-        try: await doc.session_context.with_locked_document(partial(run, build=build))   # returns once its patches are sent
-        except Exception: _log.exception("a session's page could not be built")   # a closed session; the next one
+        _, _, doc, build, page = await queue.get()
+        try:
+            if not doc.session_context.destroyed:   # a reviewer who left is not built for
+                await doc.session_context.with_locked_document(partial(run, build=build))   # returns once sent
+        except Exception: _log.exception("a session's page could not be built")
+        finally:
+            if page and _INTAKE is not None: _INTAKE.page_sent()
         await asyncio.sleep(0.02)   # a turn of the event loop: Panel's updates of that page go out before the next build
+
+class _Intake:
+    """How a forked worker takes new connections: one at a time, and none while it has more sessions waiting for their
+    page than another worker.
+
+    The workers share one listening socket, and Tornado's worker that wakes first takes every connection waiting: with
+    a team opening at once, one worker got 19 of 20 pages to build while the other was idle. Here each worker keeps,
+    in memory shared by the workers, how many of its sessions wait for their page (a logged-in websocket opened here
+    whose page is not built yet; one that has not asked for its page within `patience` seconds no longer counts), and
+    takes a connection only while no other worker has fewer."""
+    patience = 5.0   # seconds from a websocket's opening to its page being asked for (`document_ready`)
+
+    def __init__(self,
+                 http: Any,          # the worker's tornado HTTPServer
+                 loop: IOLoop,       # its event loop
+                 counts: Any,        # sessions waiting per worker (a multiprocessing.RawArray made before the fork)
+                 me: int,            # this worker's index in `counts`
+                ):
+        from tornado.ioloop import PeriodicCallback
+        self.http, self.loop, self.counts, self.me = http, loop, counts, me
+        self.sockets = list(http._sockets.values())
+        for fd in list(http._sockets): loop.remove_handler(fd)   # Tornado's handler takes every waiting connection at once
+        self.opened: list[float] = []   # when websockets opened here whose page was not asked for yet
+        self.asked = 0                  # pages asked for here and not sent yet
+        self.taking = False
+        self._update()
+        PeriodicCallback(self._update, 50).start()   # the other workers' counts change without telling this one
+
+    def waiting(self) -> int:
+        "Sessions of this worker waiting for their page (also written where the other workers read it)."
+        import time
+        now = time.monotonic()
+        self.opened = [t for t in self.opened if now - t < self.patience]
+        self.counts[self.me] = n = len(self.opened) + self.asked
+        return n
+
+    def _update(self) -> None:
+        take = self.waiting() <= min(self.counts)
+        if take and not self.taking:
+            for sock in self.sockets: self.loop.add_handler(sock, partial(self._accept, sock), IOLoop.READ)
+        elif self.taking and not take:
+            for sock in self.sockets: self.loop.remove_handler(sock)
+        self.taking = take
+
+    def _accept(self, sock: socket.socket, fd: Any, events: int) -> None:
+        try: connection, address = sock.accept()
+        except (BlockingIOError, ConnectionAbortedError): return   # another worker took it; or it was closed while waiting
+        self.http._handle_connection(connection, address)
+
+    def websocket(self) -> None:
+        "A logged-in websocket opened here."
+        self.opened.append(__import__("time").monotonic())
+        self._update()
+
+    def page_asked(self) -> None:
+        "A session here asked for its page (its websocket no longer counts as opened)."
+        if self.opened: self.opened.pop(0)
+        self.asked += 1
+        self._update()
+
+    def page_sent(self) -> None:
+        "A page was built and sent (or its session had closed)."
+        self.asked = max(0, self.asked - 1)
+        self._update()
+
+_INTAKE: _Intake | None = None   # set in a forked worker
 
 def _serve_locally() -> None:
     "Bokeh and Panel resources from this server, whatever BOKEH_RESOURCES says: the page must work offline."
@@ -418,9 +539,16 @@ def default_processes(
 def _start(session: Callable[[], Any], provider: SeatrialAuthProvider | None, forked: bool, **kwargs):
     "Make the Panel server (forking workers when asked), gate its routes, and run it until it stops."
     from panel.io.server import get_server
+    global _INTAKE
+    import multiprocessing
+    counts = multiprocessing.RawArray("i", kwargs["num_procs"]) if forked else None   # shared by the workers forked next
     server = get_server(session, start=False, **kwargs)
-    if forked: _after_fork_in_worker()
-    require_login(server._tornado, provider)
+    router = require_login(server._tornado, provider)
+    if forked:
+        from tornado.process import task_id
+        _after_fork_in_worker()
+        _INTAKE = _Intake(server._http, server.io_loop, counts, task_id())
+        router.on_websocket = _INTAKE.websocket
     server.start()
     try: server.io_loop.start()
     except RuntimeError: pass   # stopped from another thread

@@ -25,8 +25,8 @@ from ..evaluate import PRIMARY, add_regimes, metrics_by_regime, score
 
 # %% auto #0
 __all__ = ['INVERSE_LINK', 'CACHE_BYTES', 'QUEUE_SECONDS', 'DEMO_VOCABULARY', 'AuditStoreError', 'VersionData', 'regime_levels',
-           'load_version', 'cached_version', 'clear_cache', 'has_registry', 'current_champion', 'open_version',
-           'identical_predictions', 'registry_drift', 'review_queue', 'demo_data', 'AuditStore']
+           'load_version', 'cached_version', 'clear_cache', 'has_registry', 'current_champion', 'pinned_evidence',
+           'open_version', 'identical_predictions', 'registry_drift', 'review_queue', 'demo_data', 'AuditStore']
 
 # %% ../../../nbs/23_audit_store.ipynb #c006
 class AuditStoreError(SeatrialError):
@@ -272,13 +272,73 @@ def has_registry(root: str | os.PathLike) -> bool:
     uri = tracking_uri(root)
     return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists()
 
+QUEUE_SECONDS = 30.0   # the longest a process reuses what it read from the registry (queue, champion, evidence)
+_READ: dict[tuple, tuple] = {}   # (question, root, ...) -> (registry state, when read, answer, files, their stats)
+
+def _registry_state(root: Path) -> tuple | None:
+    "What changes when the registry or the ledger changes: their files' size and time (None: a server, not seen)."
+    from seatrial import review
+    from seatrial.tracking import tracking_uri
+    uri = tracking_uri(root)
+    if not uri.startswith("sqlite:///"): return None
+    state = []
+    for p in (Path(uri.removeprefix("sqlite:///")), review.ledger_path(root)):
+        for f in (p, p.with_name(p.name + "-wal")):
+            try: st = f.stat()
+            except OSError: state.append((str(f), None))
+            else: state.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(state)
+
+def _stats(paths: Sequence[Path]) -> tuple:
+    "Size, time and inode of each file (None where there is none)."
+    out = []
+    for p in paths:
+        try: st = os.stat(p)
+        except OSError: out.append(None)
+        else: out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
+
+def _while_unchanged(
+    key: tuple,                      # the question: (name, root, ...)
+    root: Path,                      # the project folder (its registry and ledger)
+    read: Callable[[], Any],         # asks the registry
+    files: Callable[[Any], Sequence[Path]] | None = None,  # files the answer also rests on
+) -> Any:  # the answer (shared: callers do not change it)
+    "`read()`, reused in this process while the registry, the ledger and `files` are unchanged, for at most `QUEUE_SECONDS`."
+    import time
+    state, now = _registry_state(root), time.monotonic()   # taken before reading: a change during the read is a change
+    with _CACHE_LOCK: hit = _READ.get(key)
+    if (state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS
+            and (not hit[3] or _stats(hit[3]) == hit[4])):
+        return hit[2]
+    answer = read()
+    if state is not None:
+        paths = tuple(files(answer)) if files else ()
+        with _CACHE_LOCK: _READ[key] = (state, now, answer, paths, _stats(paths))
+    return answer
+
 def current_champion(
     root: str | os.PathLike,   # the project folder
     model: str,                # registered model name
 ) -> str:  # the version holding the `champion` alias, "" when there is none
-    "The model's current champion version."
+    "The model's current champion version (read once per process while the registry and the ledger are unchanged)."
     from seatrial import review
-    return str(review.champion(root, model) or "") if has_registry(root) else ""
+    root = Path(root).resolve()
+    if not has_registry(root): return ""
+    return _while_unchanged(("champion", str(root), model), root, lambda: str(review.champion(root, model) or ""))
+
+def pinned_evidence(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+    version: str,              # version number
+) -> Any:  # review.Evidence (shared by the sessions of a process: read-only)
+    "`seatrial.review.collect_evidence`, read once per process while the registry, the ledger and every file it hashed are unchanged."
+    from seatrial import review
+    root = Path(root).resolve()
+    def files(ev) -> list[Path]:
+        return [root / "runs" / ev.run / "run.json", *[Path(ev.paths[k]) for k in ev.files if k in ev.paths]]
+    return _while_unchanged(("evidence", str(root), model, str(version)), root,
+                            lambda: review.collect_evidence(root, model, version), files)
 
 def _champion_booster(root: Path, model: str, version: str) -> Callable[[], Any]:
     def load():
@@ -309,7 +369,7 @@ def open_version(
     if not has_registry(root):
         raise AuditStoreError(f"there is no model registry at {tracking_uri(root)} yet, so no version of {model!r} to "
                               "review: run the pipeline (`seatrial run`) first.")
-    evidence = review.collect_evidence(root, model, version)
+    evidence = pinned_evidence(root, model, version)
     champion = current_champion(root, model) if champion is None else champion
     key = (str(root), model, str(version), champion, evidence.digest)
 
@@ -326,10 +386,7 @@ def open_version(
     return cached_version(key, load), evidence
 
 # %% ../../../nbs/23_audit_store.ipynb #c025b
-QUEUE_SECONDS = 30.0   # the longest a process reuses the review queue it read
-_QUEUE: dict[str, tuple[tuple, float, list]] = {}
 _IDENTICAL: dict[tuple, bool | None] = {}
-_DRIFT: dict[tuple, tuple[tuple, float, list]] = {}
 
 def _predictions_file(root: Path, model: str, version: str) -> Path | None:
     "The predictions file of a version's evaluate stage (None: not found)."
@@ -371,54 +428,30 @@ def registry_drift(
     model: str,                # registered model name
 ) -> list[str]:  # sentences naming tags and aliases edited by hand in MLflow (empty: none, or not checkable)
     "`seatrial.review.registry_drift`, read once per process while the registry and the ledger are unchanged."
-    import time
     from seatrial import review
     root = Path(root).resolve()
     if not model or not has_registry(root): return []
-    state, now = _registry_state(root), time.monotonic()
-    with _CACHE_LOCK: hit = _DRIFT.get((str(root), model))
-    if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS: return list(hit[2])
-    try: found = [str(s) for s in review.registry_drift(root, model)]
-    except SeatrialError as e: found = [str(e)]
-    if state is not None:
-        with _CACHE_LOCK: _DRIFT[(str(root), model)] = (state, now, found)
-    return found
-
-def _registry_state(root: Path) -> tuple | None:
-    "What changes when the registry or the ledger changes: their files' size and time (None: a server, not seen)."
-    from seatrial import review
-    from seatrial.tracking import tracking_uri
-    uri = tracking_uri(root)
-    if not uri.startswith("sqlite:///"): return None
-    state = []
-    for p in (Path(uri.removeprefix("sqlite:///")), review.ledger_path(root)):
-        for f in (p, p.with_name(p.name + "-wal")):
-            try: st = f.stat()
-            except OSError: state.append((str(f), None))
-            else: state.append((str(f), st.st_mtime_ns, st.st_size))
-    return tuple(state)
+    def read() -> list[str]:
+        try: return [str(s) for s in review.registry_drift(root, model)]
+        except SeatrialError as e: return [str(e)]
+    return list(_while_unchanged(("drift", str(root), model), root, read))
 
 def review_queue(
     root: str | os.PathLike,   # the project folder
 ) -> list[dict]:  # `review.candidates(root)`: versions awaiting a decision, newest first
     "The review queue, read once per process while the registry and the ledger are unchanged; `identical_to` names the champion whose predictions a candidate repeats exactly."
     import copy
-    import time
     from seatrial import review
     root = Path(root).resolve()
     if not has_registry(root): return []
-    state, now = _registry_state(root), time.monotonic()
-    with _CACHE_LOCK: hit = _QUEUE.get(str(root))
-    if state is not None and hit is not None and hit[0] == state and now - hit[1] < QUEUE_SECONDS:
-        return copy.deepcopy(hit[2])
-    queue = review.candidates(root)
-    for c in queue:
-        champ = str(c.get("champion_version") or "")
-        c["identical_to"] = champ if champ and champ != str(c["version"]) and identical_predictions(
-            root, c["model"], str(c["version"]), champ) else ""
-    if state is not None:
-        with _CACHE_LOCK: _QUEUE[str(root)] = (state, now, queue)
-    return copy.deepcopy(queue)
+    def read() -> list[dict]:
+        queue = review.candidates(root)
+        for c in queue:
+            champ = str(c.get("champion_version") or "")
+            c["identical_to"] = champ if champ and champ != str(c["version"]) and identical_predictions(
+                root, c["model"], str(c["version"]), champ) else ""
+        return queue
+    return copy.deepcopy(_while_unchanged(("queue", str(root)), root, read))   # a session may change its copy
 
 
 # %% ../../../nbs/23_audit_store.ipynb #c028

@@ -126,6 +126,7 @@ class OverviewView(Viewer):
     store = param.ClassSelector(class_=AuditStore, doc="the audit store")
     regime = param.Selector(default=None, objects=[], allow_None=True, doc="the regime the table breaks metrics down by")
     bins = param.Integer(60, bounds=(5, 500), doc="bins of the residual histogram")
+    later = param.Callable(None, doc="runs a function after the page is sent (a server's turn); None: at once")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -155,6 +156,12 @@ class OverviewView(Viewer):
         "The regime table as HTML: deltas coloured, all text escaped."
         st = self.store
         if st.frame is None or not self.regime: return "<p>No candidate is open.</p>"
+        if st.selection is None:   # every test row: the same table for every session of the version, made once
+            return st.data.derived(("regime table", self.regime), self._table_html)
+        return self._table_html()
+
+    def _table_html(self) -> str:
+        st = self.store
         m, t, o, vocab = PRIMARY[st.task], self.table(), self.overall(), st.vocabulary
         spec, name, unit = st.data.regimes.get(self.regime), metric_name(m), vocab.metric_unit(metric_name(m))
         champ = "champion_pred" in st.frame
@@ -231,21 +238,37 @@ class OverviewView(Viewer):
         for name, source in sources.items():
             if name in h: source.data = {**source.data, "top": h[name].to_numpy()}
 
-    @param.depends("store.frame", "bins")
-    def _histogram_pane(self) -> pn.viewable.Viewable:
+    def _histogram_pane(self, *_) -> pn.viewable.Viewable:
+        "The residual histogram's pane for the open version (its counts then follow the selection in place)."
         self._histogram_sources = None
         if self.store.frame is None: return pn.pane.HTML("")
         if getattr(self, "_histogram_watcher", None) is None:
             self._histogram_watcher = self.store.param.watch(self._refresh_histogram, "selection")
         return pn.pane.Bokeh(self.histogram_figure(), sizing_mode="stretch_width", height=280)
 
+    @param.depends("store.checks")
+    def _checks_section(self) -> str:
+        return "<h3>Behavioural checks</h3>" + self.checks_html()
+
     def __panel__(self) -> pn.viewable.Viewable:
+        # Every served session makes this view: plain panes with watchers, not Panel's function panes, and the
+        # checks' heading in their pane, so a session makes fewer Panel and Bokeh objects. The same page.
         regime = pn.widgets.Select.from_param(self.param.regime, name="Regime")
+        below = pn.Column(sizing_mode="stretch_width")   # below the regime table, out of the first screen
+
+        def fill() -> None:
+            histogram = pn.Column(self._histogram_pane(), sizing_mode="stretch_width")
+            def redraw(*_) -> None: histogram.objects = [self._histogram_pane()]   # another version, or other bins
+            self.store.param.watch(redraw, "frame")
+            self.param.watch(redraw, "bins")
+            below.objects = [pn.pane.HTML("<h3>Residual distribution</h3>"), histogram,
+                             pn.pane.HTML(self._checks_section, sizing_mode="stretch_width")]
+        # served to a team, the histogram and the checks follow the first screen of every waiting reviewer
+        if self.later is None: fill()
+        else: self.later(fill)
         return pn.Column(
             pn.pane.HTML("<h3>Errors by regime</h3>"), regime,
-            pn.pane.HTML(self.table_html, sizing_mode="stretch_width"),
-            pn.pane.HTML("<h3>Residual distribution</h3>"), self._histogram_pane,
-            pn.pane.HTML("<h3>Behavioural checks</h3>"), pn.pane.HTML(self.checks_html, sizing_mode="stretch_width"),
+            pn.pane.HTML(self.table_html, sizing_mode="stretch_width"), below,
             sizing_mode="stretch_width")
 
 # %% ../../../nbs/24_audit_views.ipynb #c012h
