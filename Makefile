@@ -41,8 +41,9 @@ lock:
 lock-check:
 	$(VENV_PYTHON) .ci/lock.py check
 
-# The small sample every stage notebook defaults to (so a bare papermill or JupyterLab run works).
-$(SAMPLE): $(STAMP)
+# The small sample every stage notebook defaults to (so a bare papermill or JupyterLab run works). Made only when it is
+# missing (order-only on the install): the committed sample is data, never rewritten by a later install.
+$(SAMPLE): | $(STAMP)
 	$(VENV)/bin/seatrial generate data/sample --rows 40000 --seed 0
 
 sample: $(SAMPLE)

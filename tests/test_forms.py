@@ -316,7 +316,7 @@ def test_summary_of_the_sample(sample_copy):
     assert s.points.lat.between(-90, 90).all() and s.points.lon.between(-180, 180).all()
     text = summary_html(s)
     assert f"{count(40_062)} rows" in text and f"from {when(raw.time.min())} to {when(raw.time.max())}" in text
-    assert 'title="stw_kn">Stw (kn)</td>' in text and f">{percent(37 / 40_062, 2)}</td>" in text
+    assert 'title="stw_kn">Speed through water (kn)</td>' in text and f">{percent(37 / 40_062, 2)}</td>" in text
     png = map_png(s)
     assert png.startswith(b"\x89PNG") and map_png(s) is png
 
