@@ -64,8 +64,11 @@ export-check: $(STAMP)
 nbtest: $(STAMP)
 	$(VENV)/bin/nbdev_test --flags slow --n_workers 2
 
+# Two pytest-xdist workers: most of a test's time is a kernel, MLflow or a browser in another process, so two at once
+# use the 2 cores; a module's tests stay in one worker (tests/conftest.py). WORKERS=0 runs them in this process.
+WORKERS ?= 2
 pytest: $(STAMP) $(SAMPLE)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
 
 test: lock-check lint export-check nbtest pytest
 

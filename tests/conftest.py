@@ -1,6 +1,7 @@
 """Shared fixtures: throw-away project folders, real datasets, and the real `seatrial` command."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -103,16 +104,45 @@ def quakes_project(tmp_path) -> tuple[Path, Path]:
     return tmp_path, write_quakes(tmp_path / "data")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The suite runs in two pytest-xdist workers (`make test`: -n 2 --dist loadgroup). A module's tests stay together in
+    one worker, in order, so its module fixtures are built once; the stage notebooks (nbval), which read one another's
+    outputs in runs/sample, run in one worker in order."""
+    for item in items:
+        path = Path(str(item.fspath))
+        item.add_marker(pytest.mark.xdist_group("stage-notebooks" if path.suffix == ".ipynb" else path.stem))
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A project folder `build(root)` makes once per test session. Under pytest-xdist, the first worker that asks builds it
+    in the session's shared temporary folder while the others wait, then all read the same folder: read it, never
+    change it (a failed build is tried again by the next worker that asks)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.mktemp(name)
+        build(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent
+    root, built = shared / name, shared / f"{name}.built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            built.touch()
+    return root
+
+
 @pytest.fixture(scope="session")
 def fleet_base(tmp_path_factory) -> Path:
     """A project built once per test session by the real pipeline on the demo fleet, run twice: registered model
     `fleet` with candidate versions 1 and 2 (train.valid_fraction=0.3: another model), no champion, no decision.
     Read it, never change it: tests that decide take a `fleet_project` copy."""
-    root = tmp_path_factory.mktemp("fleet")
-    for extra in ([], ["-p", "train.valid_fraction=0.3"]):
-        proc = run_seatrial(root, "demo", "--rows", "40000", "-q", *extra, timeout=900)
-        assert proc.returncode == 0, proc.stderr
-    return root
+    def build(root: Path) -> None:
+        for extra in ([], ["-p", "train.valid_fraction=0.3"]):
+            proc = run_seatrial(root, "demo", "--rows", "40000", "-q", *extra, timeout=900)
+            assert proc.returncode == 0, proc.stderr
+    return built_once(tmp_path_factory, "fleet", build)
 
 
 @pytest.fixture
@@ -143,9 +173,9 @@ def sample_base(tmp_path_factory) -> Path:
     """A project made once per test session by one real pipeline run on the 40k-row sample (data/sample), with a one-point
     hyperparameter grid: registered model `fleet` version 1, a candidate, no decision. Read it, never change it: tests
     that decide or move it take a copy."""
-    root = tmp_path_factory.mktemp("sample")
-    shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
-    proc = run_seatrial(root, "run", "--config", "data/sample/dataset.toml", "-q",
-                        "-p", 'train.grid=[{"num_leaves": 15, "learning_rate": 0.1, "min_data_in_leaf": 20}]', timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    return root
+    def build(root: Path) -> None:
+        shutil.copytree(REPO / "data" / "sample", root / "data" / "sample")
+        proc = run_seatrial(root, "run", "--config", "data/sample/dataset.toml", "-q",
+                            "-p", 'train.grid=[{"num_leaves": 15, "learning_rate": 0.1, "min_data_in_leaf": 20}]', timeout=900)
+        assert proc.returncode == 0, proc.stderr
+    return built_once(tmp_path_factory, "sample", build)
