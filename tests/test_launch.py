@@ -1,6 +1,7 @@
 """seatrial.launch: a run started from a notebook is the command line's own run, watched through its record, stopped cleanly."""
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -81,11 +82,17 @@ def test_a_failed_stage_names_its_cell_and_keeps_its_notebook(tiny):
 
 def test_stop_records_the_run_interrupted_and_leaves_no_partial_notebook(tiny):
     root, pipe = tiny
-    run = BackgroundRun.start(root, "data/dataset.toml", {"wait": {"seconds": 600.0}}, pipeline=pipe)
+    # started as a JupyterLab button starts it: from a kernel that ignores SIGINT between cells (which a child inherits)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run = BackgroundRun.start(root, "data/dataset.toml", {"wait": {"seconds": 600.0}}, pipeline=pipe)
+    finally:
+        signal.signal(signal.SIGINT, before)
     _watch(run, lambda s: (c := s.current) is not None and c["stage"] == "wait" and c["cell"] == 3)
     assert list((root / "reports" / run.run_id).glob(".*.partial.ipynb")), "the stage writes as it goes"
     final = run.stop()
-    assert final.status == "interrupted" and final.returncode == 130, final
+    assert final.status == "interrupted" and final.returncode == 130, final   # interrupted, not killed
+    assert "Traceback" not in "\n".join(final.log_tail) and "never retrieved" not in "\n".join(final.log_tail)
     assert [s["status"] for s in final.stages] == ["finished", "interrupted"]
     assert not list((root / "reports" / run.run_id).glob(".*.partial.ipynb"))
     record = read_json(root / "runs" / run.run_id / "run.json")

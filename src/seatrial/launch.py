@@ -103,7 +103,10 @@ class BackgroundRun:
         run_id = new_run_id(load_config(config).name)
         log = root / LOG_DIR / f"{run_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-c", "import sys; from seatrial.cli import main; sys.exit(main())",
+        # SIGINT handled as Ctrl-C in the run: a Jupyter kernel ignores SIGINT outside a cell's execution (a button's
+        # handler runs there), and an ignored signal is inherited, so without this the run would be deaf to Stop
+        cmd = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                     "from seatrial.cli import main; sys.exit(main())",
                *_cli_args(root, config, pipeline, run_id, params, force, from_stage, cell_timeout, wait)]
         with open(log, "ab") as out:
             process = subprocess.Popen(cmd, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -321,6 +321,8 @@ def execute_stage(
                             progress_bar={"desc": f"  {stage.name}", "leave": False} if progress else False)
     except KeyboardInterrupt:
         partial.unlink(missing_ok=True)   # stopped on purpose: nothing half-written stays behind
+        # the cell's task, abandoned with its kernel, would print "Task exception was never retrieved" into the log
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         raise
     except Exception as exc:
         detail = _failure_detail(exc, cell_timeout)
