@@ -321,7 +321,9 @@ class RunPanel:
                 "parameters or inputs changed (the others are reused)")
         changed = sum(len(v) for v in _form_values(self.form).values())
         params = f"{count(changed)} parameter{'s' if changed != 1 else ''} set on the Parameters tab" if changed else "the stages' default parameters"
-        self.why.value = f'<span class="wb-muted">Runs {esc(what)}, on {esc(self.config)}, with {esc(params)}.</span>'
+        config = self.root / self.config
+        shown = config.relative_to(self.root) if config.is_relative_to(self.root) else config
+        self.why.value = f'<span class="wb-muted">Runs {esc(what)}, on {esc(shown)}, with {esc(params)}.</span>'
 
     def start(self,
               params: dict[str, dict[str, Any]] | None = None,  # stage -> name -> value (default: the form's values)
@@ -492,6 +494,7 @@ class RunsPanel:
 
     def compare(self,
                 *runs: str,  # two or more run ids (default: those chosen in the list; the first is the reference)
+                figures_later: bool = False,  # draw the figures on a thread, after the tables show (the button does)
                ) -> Any:  # the `seatrial.runs.Comparison` shown
         "Compare runs and show the comparison: parameters, metrics and errors by regime, figures, links."
         from seatrial.runs import comparison_html, compare
@@ -501,13 +504,23 @@ class RunsPanel:
         cut = tables.rfind(_LINKS_HEADING)
         if cut >= 0: tables = tables[:cut] + "</div>"
         self.result.value = f'<div class="seatrial-wb">{tables}{links_html(c, self.root, self.server)}</div>'
-        if self.figures:
-            self.regime_image.value, self.residual_image.value = _png(c.regime_figure()), _png(c.residual_figure())
+        if not self.figures: return c
+        self.regime_image.value = self.residual_image.value = b""   # not the figures of the runs compared before
+        draw = lambda: (_png(c.regime_figure()), _png(c.residual_figure()))   # noqa: E731
+        if figures_later: in_background(draw, lambda pngs, error: self._drawn(c, pngs, error))
+        else: self._drawn(c, draw(), None)
         return c
+
+    def _drawn(self, c: Any, pngs: tuple[bytes, bytes] | None, error: BaseException | None) -> None:
+        if c is not self.comparison: return   # another comparison was asked for meanwhile
+        if error is not None:
+            self.result.value += f'<div class="wb-box wb-bad">Drawing the figures failed: {esc(error)}</div>'
+            return
+        self.regime_image.value, self.residual_image.value = pngs
 
     def _clicked_compare(self) -> None:
         self.compare_button.disabled = True
-        try: self.compare()
+        try: self.compare(figures_later=True)   # the kernel stays free while matplotlib draws (about a second)
         except SeatrialError as err:
             self.result.value = f'<div class="wb-box wb-bad">{esc(err)}</div>'
             self.regime_image.value = self.residual_image.value = b""
