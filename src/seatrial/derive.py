@@ -309,7 +309,7 @@ def _derive(d: Deriver, records) -> Derived:
     for name in d.derived:
         cols[name] = _feature(name, frame) if m else np.empty(0)
     X = np.empty((m, len(d.features)))
-    for j, f in enumerate(d.features):
+    for j, f in enumerate(d.features if m else ()):   # no good row: nothing joined or sampled to copy
         if f in d._codes:
             X[:, j] = np.fromiter((_code(d._codes[f], v) for v in cols[f]), float, m)
         else: X[:, j] = cols[f]
