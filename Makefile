@@ -64,11 +64,14 @@ export-check: $(STAMP)
 nbtest: $(STAMP)
 	$(VENV)/bin/nbdev_test --flags slow --n_workers 2
 
-# Two pytest-xdist workers: most of a test's time is a kernel, MLflow or a browser in another process, so two at once
-# use the 2 cores; a module's tests stay in one worker (tests/conftest.py). WORKERS=0 runs them in this process.
+# Two pytest-xdist workers for tests/: most of a test's time is a kernel, MLflow or a browser in another process, so
+# two at once use the 2 cores; a module's tests stay in one worker (--dist loadfile), so its module fixtures are built
+# once. WORKERS=0 runs them in this process. Then the stage notebooks under nbval, in one process and in order: each
+# reads what the one before it wrote in runs/sample.
 WORKERS ?= 2
 pytest: $(STAMP) $(SAMPLE)
-	$(VENV)/bin/pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadgroup)
+	$(VENV)/bin/pytest tests $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+	$(VENV)/bin/pytest nbs/pipeline
 
 test: lock-check lint export-check nbtest pytest
 

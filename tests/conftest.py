@@ -104,15 +104,6 @@ def quakes_project(tmp_path) -> tuple[Path, Path]:
     return tmp_path, write_quakes(tmp_path / "data")
 
 
-def pytest_collection_modifyitems(config, items):
-    """The suite runs in two pytest-xdist workers (`make test`: -n 2 --dist loadgroup). A module's tests stay together in
-    one worker, in order, so its module fixtures are built once; the stage notebooks (nbval), which read one another's
-    outputs in runs/sample, run in one worker in order."""
-    for item in items:
-        path = Path(str(item.fspath))
-        item.add_marker(pytest.mark.xdist_group("stage-notebooks" if path.suffix == ".ipynb" else path.stem))
-
-
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """A project folder `build(root)` makes once per test session. Under pytest-xdist, the first worker that asks builds it
     in the session's shared temporary folder while the others wait, then all read the same folder: read it, never
