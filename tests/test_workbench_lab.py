@@ -68,13 +68,13 @@ class Bench:
 
     def progress(self) -> str:
         "The Run tab's table of stages ('' before a run)."
-        table = self.root.locator(".seatrial-wb table.wb")
-        return table.first.inner_text() if table.count() else ""
+        shown = self.root.locator(".seatrial-wb table.wb").all_inner_texts()   # no waiting: it may be replaced meanwhile
+        return shown[0] if shown else ""
 
     def outcome(self) -> str | None:
         "The Run tab's outcome box (None while a run goes on)."
-        box = self.root.locator(".wb-box")
-        return box.first.inner_text() if box.count() else None
+        shown = self.root.locator(".wb-box").all_inner_texts()   # no waiting: a new run clears it
+        return shown[0] if shown else None
 
     def run_and_watch(self, timeout: float = 420, shot: str | None = None) -> tuple[str, list[str]]:
         """Press Run, then read the Run tab until the run ends: (its outcome, every distinct progress text seen); `shot`:
