@@ -66,6 +66,22 @@ def run_seatrial(root: Path, *args: str, timeout: float = 600, input: str | None
                           capture_output=True, text=True, timeout=timeout, input=input)
 
 
+def cli(root: Path, *args: str) -> str:
+    "The real `seatrial` command's output in `root`; the test fails with its error unless it succeeds."
+    proc = run_seatrial(root, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def approve_with_cli(root: Path, version: str, champion: str) -> str:
+    "Approve a version of `fleet` as a reviewer does from the shell: look at its evidence, then decide on that digest."
+    import re
+    digest = re.search(r"^evidence ([0-9a-f]{64})$", cli(root, "review", "show", "fleet", version), re.M).group(1)
+    cli(root, "review", "approve", "fleet", version, "-m", "speed-band errors below baseline", "--evidence", digest,
+        "--champion", champion, "--user", "ana")
+    return digest
+
+
 def copy_pipeline(dst: Path) -> Path:
     "A private copy of the stage notebooks, to break on purpose."
     shutil.copytree(PIPELINE, dst)

@@ -14,25 +14,11 @@ import time
 import httpx
 import numpy as np
 import pandas as pd
-from conftest import SEATRIAL, run_seatrial
+from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial
 
 from seatrial.derive import Deriver
 from seatrial.review import ledger_path
 from seatrial.sail import approved_model
-
-
-def _cli(root, *args: str) -> str:
-    proc = run_seatrial(root, *args)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def _approve(root, version: str, champion: str) -> str:
-    "Approve a version as a reviewer does from the shell: look at its evidence, then decide on that digest."
-    digest = re.search(r"^evidence ([0-9a-f]{64})$", _cli(root, "review", "show", "fleet", version), re.M).group(1)
-    _cli(root, "review", "approve", "fleet", version, "-m", "speed-band errors below baseline", "--evidence", digest,
-         "--champion", champion, "--user", "ana")
-    return digest
 
 
 def _free_port() -> int:

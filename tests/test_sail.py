@@ -1,12 +1,11 @@
 """The approval gate of serving (`seatrial.sail`) on a real two-version fleet project, decided with the real `seatrial review`."""
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_client, run_seatrial
+from conftest import approve_with_cli as _approve, cli as _cli, mlflow_client
 
 from seatrial import review
 from seatrial.core import hash_path
@@ -14,20 +13,6 @@ from seatrial.review import ledger_path
 from seatrial.sail import (LedgerBrokenError, NotApprovedError, SailError, SailingModel, TamperedModelError, approved_model,
                            champion_stamp)
 from seatrial.train import load_booster, predict_lightgbm
-
-
-def _cli(root, *args: str) -> str:
-    proc = run_seatrial(root, *args)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def _approve(root, version: str, champion: str) -> str:
-    "Approve a version as a reviewer does from the shell: look at its evidence, then decide on that digest."
-    digest = re.search(r"^evidence ([0-9a-f]{64})$", _cli(root, "review", "show", "fleet", version), re.M).group(1)
-    _cli(root, "review", "approve", "fleet", version, "-m", "speed-band errors below baseline", "--evidence", digest,
-         "--champion", champion, "--user", "ana")
-    return digest
 
 
 def test_only_the_approved_champion_sails_and_the_stamp_follows_it(fleet_project):
