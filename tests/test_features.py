@@ -225,3 +225,67 @@ def test_build_features_names_a_missing_regime_column(storms):
     cfg = _storms_config(SplitSpec(by="random"), {"basin": RegimeSpec(column="basin")})
     with pytest.raises(MissingColumnError, match=r"'basin'.*\[regimes\]"):
         build_features(clean, cfg)
+
+
+def _random_grid(lat_descending: bool, lon_0_360: bool) -> xr.Dataset:
+    "A small float32 grid with irregular spacing, latitude either way, longitude -180..180 or 0..360."
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2025-01-01", periods=7, freq="5h")
+    lat = np.sort(rng.uniform(-60, 60, 9))
+    lon = np.sort(rng.uniform(0, 359, 11)) if lon_0_360 else np.sort(rng.uniform(-179, 179, 11))
+    if lat_descending: lat = lat[::-1]
+    data = {v: (("time", "lat", "lon"), rng.standard_normal((7, 9, 11)).astype(np.float32)) for v in ("a", "b")}
+    return xr.Dataset(data, coords={"time": times, "lat": lat, "lon": lon})
+
+
+@pytest.mark.parametrize(("lat_descending", "lon_0_360"), [(False, False), (True, True)])
+def test_sample_grid_one_point_is_bit_identical_to_the_vectorised_path(lat_descending, lon_0_360):
+    "The one-point path (the model server's single record) gives the same bits as the same point among many, "
+    "on an xarray grid and on derive's in-memory grid; points outside, on nodes, with NaN or NaT included."
+    from seatrial.derive import _MemoryGrid
+    from seatrial.features import sample_grid
+    ds = _random_grid(lat_descending, lon_0_360)
+    rng = np.random.default_rng(4)
+    n = 300
+    t0, t1 = ds.time.values[0], ds.time.values[-1]
+    time = t0 + (rng.uniform(-0.05, 1.05, n) * (t1 - t0).astype(np.int64)).astype("timedelta64[ns]")
+    lat = rng.uniform(-65, 65, n)
+    lon = rng.uniform(-185, 185, n)
+    time[:3], lat[3:6], lon[6:9] = ds.time.values[[0, 3, 6]], ds.lat.values[[0, 4, 8]], ds.lon.values[[0, 5, 10]]   # nodes
+    time[9] = np.datetime64("NaT")
+    lat[10], lon[11] = np.nan, np.nan
+    mem = _MemoryGrid.load(ds, ["a", "b"])
+    for grid in (ds, mem):
+        many, inside = sample_grid(grid, ["a", "b"], time, lat, lon)
+        assert 0 < inside.sum() < n
+        for i in range(n):
+            one, inside_one = sample_grid(grid, ["a", "b"], time[i:i + 1], lat[i:i + 1], lon[i:i + 1])
+            assert inside_one.tolist() == [inside[i]]
+            for v in ("a", "b"):
+                assert one[v].dtype == np.float64 and one[v].shape == (1,)
+                assert np.array_equal(one[v], many[v][i:i + 1], equal_nan=True), (i, v, one[v], many[v][i])
+
+
+def test_fleet_features_answer_numpy_rows_as_they_answer_a_dataframe():
+    "The registered functions on derive's numpy rows (the server's path) give the values they give on a DataFrame."
+    from seatrial.derive import _Rows
+    rng = np.random.default_rng(5)
+    n = 50
+    df = pd.DataFrame({"stw_kn": rng.uniform(0, 20, n), "draught_m": rng.uniform(5, 15, n), "design_draught_m": 12.0,
+                       "wind_u": rng.normal(0, 5, n), "wind_v": rng.normal(0, 5, n), "heading_deg": rng.uniform(0, 360, n),
+                       "current_u": rng.normal(0, 1, n), "current_v": rng.normal(0, 1, n),
+                       "time": pd.date_range("2023-06-01", periods=n, freq="7D", tz="UTC"),
+                       "drydocks": rng.choice(["2023-01-01;2024-01-15", "2024-02-01", "", None], n)},
+                      index=pd.RangeIndex(100, 100 + n))
+    cols = {c: df[c].to_numpy() for c in df.columns}
+    cols["time"] = df["time"].dt.tz_convert(None).to_numpy()
+    names = ["stw_cubed", "admiralty", "head_wind_ms", "head_current_kn", "wind_speed_ms", "days_since_drydock"]
+    table = compute_features(df, names)
+    for name in names:
+        on_frame = table[name].to_numpy()
+        on_rows = np.asarray(FEATURES[name].fn(_Rows(dict(cols), n)), dtype=float)
+        assert np.array_equal(on_rows, on_frame, equal_nan=True), name
+        for i in (0, 7, n - 1):   # one row at a time: the single-record paths
+            one = np.asarray(FEATURES[name].fn(_Rows({c: v[i:i + 1] for c, v in cols.items()}, 1)), dtype=float)
+            assert np.array_equal(one, on_frame[i:i + 1], equal_nan=True), (name, i)
+    assert np.isnan(table["days_since_drydock"].to_numpy()[df["drydocks"].isna().to_numpy()]).all()

@@ -335,3 +335,22 @@ def test_a_json_batch_is_checked_as_each_of_its_records_alone(schema):
                 got, want = batch.columns[f][j:j + 1], a.columns[f]
                 assert np.array_equal(got, want, equal_nan=got.dtype.kind == "f"), (i, f)
     assert len(batch.rows) == 5 * sum(len(a.rows) for a in alone) == 10
+
+
+def test_a_json_batch_of_records_only_is_read_in_one_pass_and_says_the_same(schema):
+    "A batch of records only (no stray values), keys in any order: a field every record has is read in one pass; one a "
+    "record lacks is read value by value; an extra field is refused. Each row is said of as the record alone is."
+    reordered = dict(reversed(list(GOOD.items())))
+    full = [{**reordered, "lat": float(i % 80)} for i in range(100)]
+    lacking = [*full[:60], {k: v for k, v in GOOD.items() if k != "trim_m"}, *full[60:]]
+    extra = [*full[:10], {**GOOD, "x": 1}, *full[10:]]
+    for rows in (full, lacking, extra):
+        batch = schema.check_records(rows)
+        alone = [schema.check_records([r]) for r in rows]
+        assert [batch.problems.get(i) for i in range(len(rows))] == [a.problems.get(0) for a in alone]
+        good = [i for i, a in enumerate(alone) if len(a.rows)]
+        assert batch.rows.tolist() == good
+        for f in FIELDS:
+            want = np.concatenate([alone[i].columns[f] for i in good])
+            assert np.array_equal(batch.columns[f], want, equal_nan=want.dtype.kind == "f"), f
+    assert len(schema.check_records(lacking).rows) == 100 and schema.check_records(extra).refused == [10]

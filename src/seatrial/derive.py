@@ -18,6 +18,7 @@ import pandas as pd
 from .core import SeatrialError
 from .dataset import DatasetConfig, load_config, open_grid, read_entities
 from .features import FEATURES, _as_ns, sample_grid
+from .request import Checked
 
 # %% auto #0
 __all__ = ['UNKNOWN_ENTITY', 'DeriveError', 'Derived', 'model_categories', 'Deriver']
@@ -74,7 +75,9 @@ class _Column(np.ndarray):
 class _Rows:
     "The few DataFrame manners the registered feature functions use (`df[col]`, `df.index`, `len(df)`), over numpy columns."
     def __init__(self, columns: dict[str, np.ndarray], n: int):
-        self._columns, self._n, self.index = columns, n, pd.RangeIndex(n)   # `columns` grows as features are added
+        self._columns, self._n = columns, n   # `columns` grows as features are added
+    @property
+    def index(self) -> pd.RangeIndex: return pd.RangeIndex(self._n)   # made when asked: most functions never ask
     @property
     def columns(self) -> list[str]: return list(self._columns)
     def __getitem__(self, name: str) -> _Column: return self._columns[name].view(_Column)
@@ -92,6 +95,7 @@ def _feature(name: str, rows: _Rows) -> np.ndarray:
 
 # %% ../../nbs/32_derive.ipynb #c011
 _DIMS = ("time", "lat", "lon")   # the dims `sample_grid` reads, in that order
+_ALL = slice(None)
 
 class _GridArray:
     "One variable or coordinate of a `_MemoryGrid`: what `sample_grid` reads of an xarray DataArray."
@@ -99,6 +103,9 @@ class _GridArray:
     def to_numpy(self) -> np.ndarray: return self.values
     def transpose(self, *dims: str) -> _GridArray:
         return self if dims == self.dims else _GridArray(self.values.transpose([self.dims.index(d) for d in dims]), dims)
+    def isel(self, box: dict[str, slice]) -> _GridArray:
+        "The sub-array of index slices `box` (a view, no copy)."
+        return _GridArray(self.values[tuple([box.get(d, _ALL) for d in self.dims])], self.dims)
     def min(self): return self.values.min()
     def max(self): return self.values.max()
 
@@ -196,7 +203,7 @@ class Deriver:
         return cls.from_config(model.config, model.features, list(model.categories), model.categories, unknown_entity)
 
     def derive(self,
-               records,   # one record (a dict), a list of them, or a DataFrame, holding `self.fields`
+               records,   # a `request.Checked` (the server's path: typed, no pandas), one record (a dict), a list of them, or a DataFrame, holding `self.fields`
               ) -> Derived:   # the good rows' inputs in model order; the others' errors by row position
         "Join entity attributes, sample the grid and compute the derived features, with the features stage's own functions."
         return _derive(self, records)
@@ -292,15 +299,53 @@ def _check(d: Deriver, cols: dict[str, np.ndarray], n: int) -> dict[int, str]:
             f"{{v}} is not in the entities table ({d.config.entities.path.name}); use a known id, or add it there and restart")
     return errors
 
+def _typed(d: Deriver, cols: dict[str, np.ndarray]) -> bool:
+    "Columns already typed as `_check` types them (a `request.Checked`'s): float64 numbers, datetime64[ns] times."
+    t = d.config.table
+    return (all(cols[c].dtype == np.float64 for c in d._numeric)
+            and (t.time not in cols or cols[t.time].dtype == np.dtype("datetime64[ns]")))
+
+_FEW = 64   # rows from which looking values up once per distinct value (pandas' hashing) beats once per row
+
+def _per_distinct(values: np.ndarray, fn, dtype) -> np.ndarray:
+    "`fn` of each value, as an array; a long column calls it once per distinct value (grouped by hash and ==, as a dict looks up)."
+    n = len(values)
+    if n < _FEW: return np.fromiter(map(fn, values), dtype, n)
+    try: codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    except TypeError: return np.fromiter(map(fn, values), dtype, n)   # an unhashable value
+    return np.fromiter(map(fn, uniques), dtype, len(uniques))[codes]
+
+def _entity_rows(d: Deriver, ids: np.ndarray, text: bool) -> np.ndarray:
+    "Each row's position in the entity table (-1: unknown, the all-missing last row), by the id as text, as `join_entities` matches."
+    find = d._row.get
+    if text: return _per_distinct(ids, lambda v: find(str(v), -1), np.int64)   # text (or null) ids: distinct ids = distinct texts
+    return np.fromiter((find(str(v), -1) for v in ids), np.int64, len(ids))      # 1, 1.0 and True are one dict key, not one text
+
+def _unknown_ids(d: Deriver, cols: dict[str, np.ndarray], n: int) -> dict[int, str]:
+    "The rows whose entity id is not in the entities table (when that is an error): the one check a checked request still needs."
+    if not (d._row and d.unknown_entity == "error"): return {}
+    ids = cols[d.config.table.entity]
+    unknown = np.flatnonzero(_entity_rows(d, ids, True) < 0).tolist()
+    return {i: (f"field {d.config.table.entity!r}: {_say(ids[i])} is not in the entities table "
+                f"({d.config.entities.path.name}); use a known id, or add it there and restart")
+            for i in unknown if not pd.isna(ids[i])}
+
 def _derive(d: Deriver, records) -> Derived:
     "Raw records -> `Derived`, on numpy columns: the registered functions see the same values as in the features stage."
-    cols, n = _columns(records, d.fields)
-    errors = dict(sorted(_check(d, cols, n).items()))
+    text = isinstance(records, Checked)   # ids are text (or null) there
+    if text:   # the model server's path: typed by the request checks, no pandas
+        if missing := [f for f in d.fields if f not in records.columns]:
+            raise DeriveError(f"the checked request lacks field(s) {missing}; build its schema with RequestSchema.for_deriver")
+        cols, n = dict(records.columns), len(records.rows)
+        errors = _unknown_ids(d, cols, n) if _typed(d, cols) else dict(sorted(_check(d, cols, n).items()))
+    else:
+        cols, n = _columns(records, d.fields)
+        errors = dict(sorted(_check(d, cols, n).items()))
     rows = np.setdiff1d(np.arange(n), list(errors)) if errors else np.arange(n)
     if errors: cols = {f: c[rows] for f, c in cols.items()}
     t, m = d.config.table, len(rows)
     if m and d._row:   # join_entities' left join by the id as text; an unknown id points at the all-missing last row
-        at = np.fromiter((d._row.get(str(v), -1) for v in cols[t.entity]), np.int64, m)
+        at = _entity_rows(d, cols[t.entity], text)
         cols.update({c: a[at] for c, a in d._attrs.items()})
     if m and d._grid is not None:
         values, _ = sample_grid(d._grid, d.grid_variables, cols[t.time], cols[t.lat], cols[t.lon])
@@ -308,9 +353,13 @@ def _derive(d: Deriver, records) -> Derived:
     frame = _Rows(cols, m)
     for name in d.derived:
         cols[name] = _feature(name, frame) if m else np.empty(0)
+    if m == 1:   # one record: its row converted value by value, as the column copies below convert them
+        codes = d._codes
+        X = np.array([[_code(codes[f], cols[f][0]) if f in codes else cols[f][0] for f in d.features]], dtype=np.float64)
+        return Derived(X, rows, errors, list(d.features), dict(d.categories))
     X = np.empty((m, len(d.features)))
     for j, f in enumerate(d.features if m else ()):   # no good row: nothing joined or sampled to copy
         if f in d._codes:
-            X[:, j] = np.fromiter((_code(d._codes[f], v) for v in cols[f]), float, m)
+            X[:, j] = _per_distinct(cols[f], lambda v, c=d._codes[f]: _code(c, v), float)
         else: X[:, j] = cols[f]
     return Derived(X, rows, errors, list(d.features), dict(d.categories))

@@ -5,6 +5,7 @@
 # %% ../../nbs/11_features.ipynb #c002
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ def feature_set(
 # %% ../../nbs/11_features.ipynb #c012
 _MS_PER_KN = 1852 / 3600
 
+def _series(df, values: np.ndarray):
+    "`values` as a Series on the index of a DataFrame `df`; as they are for the model server's numpy rows (no pandas per request)."
+    return pd.Series(values, index=df.index) if isinstance(df, pd.DataFrame) else values
+
 def _against_heading(u: pd.Series, v: pd.Series, heading_deg: pd.Series) -> np.ndarray:
     h = np.deg2rad(heading_deg.to_numpy(dtype=float))
     return -(u.to_numpy(dtype=float) * np.sin(h) + v.to_numpy(dtype=float) * np.cos(h))
@@ -120,17 +125,17 @@ def admiralty(df: pd.DataFrame) -> pd.Series:
 @register_feature(name="head_wind_ms", version=1, needs=("wind_u", "wind_v", "heading_deg"))
 def head_wind_ms(df: pd.DataFrame) -> pd.Series:
     "True wind component against the heading (m/s); negative for a following wind."
-    return pd.Series(_against_heading(df["wind_u"], df["wind_v"], df["heading_deg"]), index=df.index)
+    return _series(df, _against_heading(df["wind_u"], df["wind_v"], df["heading_deg"]))
 
 @register_feature(name="head_current_kn", version=1, needs=("current_u", "current_v", "heading_deg"))
 def head_current_kn(df: pd.DataFrame) -> pd.Series:
     "Current component against the heading (kn); negative when the current helps."
-    return pd.Series(_against_heading(df["current_u"], df["current_v"], df["heading_deg"]) / _MS_PER_KN, index=df.index)
+    return _series(df, _against_heading(df["current_u"], df["current_v"], df["heading_deg"]) / _MS_PER_KN)
 
 @register_feature(name="wind_speed_ms", version=1, needs=("wind_u", "wind_v"))
 def wind_speed_ms(df: pd.DataFrame) -> pd.Series:
     "Wind speed (m/s)."
-    return pd.Series(np.hypot(df["wind_u"].to_numpy(dtype=float), df["wind_v"].to_numpy(dtype=float)), index=df.index)
+    return _series(df, np.hypot(df["wind_u"].to_numpy(dtype=float), df["wind_v"].to_numpy(dtype=float)))
 
 # %% ../../nbs/11_features.ipynb #c016
 def _utc_ns(values) -> np.ndarray:
@@ -140,26 +145,48 @@ def _utc_ns(values) -> np.ndarray:
     t = pd.to_datetime(values if isinstance(values, pd.Series) else pd.Series(np.asarray(values)), utc=True)
     return t.dt.tz_convert(None).astype("datetime64[ns]").to_numpy()
 
+@functools.lru_cache(maxsize=4096)
+def _dock_dates(text: str) -> np.ndarray:
+    "The sorted dry-dock dates of one `drydocks` text, as datetime64[ns]; parsed once per distinct text (a server asks per request)."
+    dates = [d.strip() for d in text.split(";") if d.strip()]
+    if not dates: return np.empty(0, dtype="datetime64[ns]")
+    try: docks = np.sort(pd.to_datetime(dates, utc=True, format="ISO8601").to_numpy(dtype="datetime64[ns]"))
+    except (ValueError, TypeError) as e:
+        raise FeatureError(f"column 'drydocks' holds {text!r}, which is not ISO dates joined by ';' ({e})") from e
+    docks.flags.writeable = False   # shared by every call with the same text
+    return docks
+
+_ROW0 = np.zeros(1, dtype=np.intp)
+
+def _groups(values) -> list[tuple[object, np.ndarray]]:
+    "Each distinct non-missing value with its rows' positions, as `pd.factorize` groups them; one row without pandas."
+    if len(values) == 1:   # the model server's single record
+        v = values.iloc[0] if isinstance(values, pd.Series) else values[0]
+        return [] if pd.isna(v) else [(v, _ROW0)]
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    return [(text, order[bounds[k]:bounds[k + 1]]) for k, text in enumerate(uniques)]
+
 @register_feature(name="days_since_drydock", version=1, needs=("time", "drydocks"))
 def days_since_drydock(df: pd.DataFrame) -> pd.Series:
     "Days since the vessel's latest dry-dock at or before each row's time (NaN before the first)."
     times = _utc_ns(df["time"])
     out = np.full(len(df), np.nan)
-    codes, uniques = pd.factorize(df["drydocks"], use_na_sentinel=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    for k, text in enumerate(uniques):
-        rows = order[bounds[k]:bounds[k + 1]]
-        dates = [d.strip() for d in str(text).split(";") if d.strip()]
-        if not dates: continue
-        try: docks = np.sort(pd.to_datetime(dates, utc=True, format="ISO8601").to_numpy(dtype="datetime64[ns]"))
-        except (ValueError, TypeError) as e:
-            raise FeatureError(f"column 'drydocks' holds {text!r}, which is not ISO dates joined by ';' ({e})") from e
+    for text, rows in _groups(df["drydocks"]):
+        docks = _dock_dates(str(text))
+        if not len(docks): continue
+        if len(rows) == 1:   # one row (the model server's single record): numpy scalars, the same operations
+            r = rows[0]
+            t = times[r]
+            last = int(docks.searchsorted(t, side="right")) - 1
+            if last >= 0 and not np.isnat(t): out[r] = (t - docks[last]) / np.timedelta64(1, "D")
+            continue
         t = times[rows]
         last = np.searchsorted(docks, t, side="right") - 1
         ok = (last >= 0) & ~np.isnat(t)
         out[rows[ok]] = (t[ok] - docks[last[ok]]) / np.timedelta64(1, "D")
-    return pd.Series(out, index=df.index)
+    return _series(df, out)
 
 # %% ../../nbs/11_features.ipynb #c020
 def join_entities(
@@ -207,9 +234,16 @@ def _bracket(coord: np.ndarray, x: np.ndarray):
     w = (x - coord[i0]) / np.where(span > 0, span, 1.0)
     return i0, i1, w, inside
 
+def _lon_frame(grid_lon: np.ndarray) -> int:
+    "How longitudes go onto the grid's frame: +1 (a 0..360 grid: negative lon + 360), -1 (a -180.. grid: lon over 180 - 360), 0."
+    if grid_lon.min() >= 0 and grid_lon.max() > 180: return 1
+    if grid_lon.min() < 0: return -1
+    return 0
+
 def _wrap_lon(lon: np.ndarray, grid_lon: np.ndarray) -> np.ndarray:
-    if grid_lon.min() >= 0 and grid_lon.max() > 180: return np.where(lon < 0, lon + 360, lon)
-    if grid_lon.min() < 0: return np.where(lon > 180, lon - 360, lon)
+    frame = _lon_frame(grid_lon)
+    if frame > 0: return np.where(lon < 0, lon + 360, lon)
+    if frame < 0: return np.where(lon > 180, lon - 360, lon)
     return lon
 
 def _axis(ds, dim: str, x: np.ndarray):
@@ -221,6 +255,22 @@ def _axis(ds, dim: str, x: np.ndarray):
         return len(c) - 1 - i1, len(c) - 1 - i0, 1 - w, inside
     return _bracket(c, x)
 
+def _axis_one(ds, dim: str, x: float):
+    "`_axis` of one point, in plain floats: (lower node, upper node, weight of the upper), or None outside the axis."
+    c = ds[dim].to_numpy()
+    c = _as_ns(c) if c.dtype.kind == "M" else np.asarray(c, dtype=np.float64)
+    n = len(c)
+    first, last = float(c[0]), float(c[-1])
+    down = n > 1 and first > last
+    if down: c, first, last = c[::-1], last, first
+    if not first <= x <= last: return None   # NaN too
+    i0 = min(max(int(c.searchsorted(x, side="right")) - 1, 0), max(n - 2, 0))
+    i1 = min(i0 + 1, n - 1)
+    lo = float(c[i0])
+    span = float(c[i1]) - lo
+    w = (x - lo) / (span if span > 0 else 1.0)
+    return (n - 1 - i1, n - 1 - i0, 1 - w) if down else (i0, i1, w)
+
 # %% ../../nbs/11_features.ipynb #c024
 def sample_grid(
     ds,                          # xarray Dataset with dims time, lat, lon
@@ -230,13 +280,15 @@ def sample_grid(
     lon,                         # longitudes, degrees east
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # ({variable: float64 values}, inside-the-grid mask)
     "Trilinear interpolation of `variables` at the points, vectorised (the engine of `join_grid`)."
-    missing = [v for v in variables if v not in ds.data_vars]
+    known = set(ds.data_vars)
+    missing = [v for v in variables if v not in known]
     if missing: raise JoinError(f"the grid has no variable(s) {missing} (it has: {', '.join(map(str, ds.data_vars))})")
     for v in variables:
         if set(ds[v].dims) != {"time", "lat", "lon"}:
             raise JoinError(f"grid variable {v!r} has dims {ds[v].dims}; expected exactly (time, lat, lon)")
     t = _as_ns(time)
     y = np.asarray(lat, dtype=np.float64)
+    if len(t) == 1: return _sample_point(ds, variables, float(t[0]), float(y[0]), float(np.asarray(lon, dtype=np.float64)[0]))
     x = _wrap_lon(np.asarray(lon, dtype=np.float64), ds["lon"].to_numpy().astype(np.float64))
     (t0, t1, wt, it), (y0, y1, wy, iy), (x0, x1, wx, ix) = _axis(ds, "time", t), _axis(ds, "lat", y), _axis(ds, "lon", x)
     inside = it & iy & ix
@@ -263,6 +315,24 @@ def sample_grid(
             lx = [f.take(c + lo) * ux + f.take(c + hi) * bwx for c in corners]
             out[v][idx[b]] = (lx[0] * uy + lx[1] * bwy) * ut + (lx[2] * uy + lx[3] * bwy) * bwt
     return out, inside
+
+def _sample_point(ds, variables: Sequence[str], t: float, y: float, x: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    "`sample_grid` of one point (the model server's single record) in plain floats: the same operations in the same order, so the same bits."
+    frame = _lon_frame(np.asarray(ds["lon"].to_numpy(), dtype=np.float64))
+    if frame > 0 and x < 0: x = x + 360
+    elif frame < 0 and x > 180: x = x - 360
+    at = [_axis_one(ds, d, p) for d, p in (("time", t), ("lat", y), ("lon", x))]
+    if any(a is None for a in at): return {v: np.full(1, np.nan) for v in variables}, np.zeros(1, dtype=bool)
+    box = {d: slice(min(a, b), max(a, b) + 1) for d, (a, b, _) in zip(("time", "lat", "lon"), at, strict=True)}
+    (t0, t1, wt), (y0, y1, wy), (x0, x1, wx) = ((a - box[d].start, b - box[d].start, w)
+                                                for d, (a, b, w) in zip(("time", "lat", "lon"), at, strict=True))
+    ut, uy, ux = 1 - wt, 1 - wy, 1 - wx
+    out = {}
+    for v in variables:
+        f = ds[v].isel(box).transpose("time", "lat", "lon").to_numpy().tolist()   # at most 2 x 2 x 2 nodes, as Python floats (exact)
+        lx = [f[i][j][x0] * ux + f[i][j][x1] * wx for i in (t0, t1) for j in (y0, y1)]
+        out[v] = np.array([(lx[0] * uy + lx[1] * wy) * ut + (lx[2] * uy + lx[3] * wy) * wt])
+    return out, np.ones(1, dtype=bool)
 
 # %% ../../nbs/11_features.ipynb #c025
 def join_grid(
