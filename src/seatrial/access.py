@@ -28,8 +28,8 @@ from .review import LoginRequiredError, ReviewSettings, SettingsError, review_se
 # %% auto #0
 __all__ = ['ROLES', 'MIN_PASSWORD_LENGTH', 'AccessError', 'CredentialsFileError', 'InvalidUserError', 'WeakPasswordError',
            'Identity', 'roles_for', 'hash_password', 'verify_password', 'check_name', 'check_role', 'check_password',
-           'read_users', 'add_user', 'remove_user', 'authenticate', 'local_identity', 'session_identity',
-           'current_identity', 'set_require_login']
+           'read_token_tables', 'read_users', 'write_token_tables', 'add_user', 'remove_user', 'authenticate',
+           'local_identity', 'session_identity', 'current_identity', 'set_require_login']
 
 # %% ../../nbs/22_access.ipynb #c005
 class AccessError(SeatrialError):
@@ -162,6 +162,7 @@ def check_password(
 _HEADER = """\
 # seatrial credentials: who may open the audit app (viewer) and who may also sign off models (approver).
 # Passwords are stored as salted scrypt hashes. Add or change users with seatrial.access.add_user.
+# [tokens.<name>] tables are the model server's API tokens (SHA-256 hashes): seatrial tokens add|list|remove.
 """
 
 def _entry_line(lines: list[str], name: str) -> int | None:
@@ -173,14 +174,19 @@ def _entry_line(lines: list[str], name: str) -> int | None:
             if name in table.get("users", {}): return i
     return None
 
-def _parse(path: Path, text: str) -> dict[str, tuple[str, str]]:
-    "name -> (role, stored hash) from the file's text, validated."
+def _parse(path: Path, text: str) -> tuple[dict[str, tuple[str, str]], dict[str, dict]]:
+    "(name -> (role, stored hash), token name -> its table) from the file's text; users validated, token tables kept as written."
     try: raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise CredentialsFileError(f"{path}: not valid TOML: {e}; fix that line, or recreate the file with add_user") from None
     for key in raw:
-        if key != "users":
-            raise CredentialsFileError(f"{path}: unknown top-level entry {key!r}; the file holds only [users.<name>] tables")
+        if key not in ("users", "tokens"):
+            raise CredentialsFileError(f"{path}: unknown top-level entry {key!r}; the file holds only [users.<name>] "
+                                       "and [tokens.<name>] tables")
+    tokens = raw.get("tokens", {})
+    if not isinstance(tokens, dict) or not all(isinstance(t, dict) for t in tokens.values()):
+        raise CredentialsFileError(f"{path}: 'tokens' must be a table of [tokens.<name>] entries; remove the entry "
+                                   "and add the token again with seatrial tokens add")
     users = raw.get("users", {})
     if not isinstance(users, dict):
         raise CredentialsFileError(f"{path}: 'users' must be a table of [users.<name>] entries")
@@ -199,27 +205,38 @@ def _parse(path: Path, text: str) -> dict[str, tuple[str, str]]:
         except (AccessError, ValueError) as e:
             raise CredentialsFileError(f"{where}: {e}; fix the entry, or set it again with add_user(..., replace=True)") from None
         out[name] = (entry["role"], entry["password"])
-    return out
+    return out, tokens
 
-_parsed: dict[Path, tuple[tuple, dict[str, tuple[str, str]]]] = {}   # path -> (file signature, its users)
+_parsed: dict[Path, tuple[tuple, dict[str, tuple[str, str]], dict[str, dict]]] = {}   # path -> (file signature, users, tokens)
 _parsed_lock = threading.Lock()
 
-def _read(path: Path) -> dict[str, tuple[str, str]]:
-    "name -> (role, stored hash), validated; parsed again whenever the file's signature moves."
+def _read_all(path: Path) -> tuple[dict[str, tuple[str, str]], dict[str, dict]]:
+    "(users, token tables), validated; parsed again whenever the file's signature moves."
     try:
         with open(path, encoding="utf-8") as f:
             sig = file_signature(f)
             with _parsed_lock: seen = _parsed.get(path)
-            if sig and seen and seen[0] == sig: return dict(seen[1])   # a copy: add_user changes what it gets
+            if sig and seen and seen[0] == sig:   # copies: add_user and add_token change what they get
+                return dict(seen[1]), {k: dict(v) for k, v in seen[2].items()}
             text = f.read()
     except FileNotFoundError:
         raise CredentialsFileError(f"{path}: no credentials file here; create it by adding a user (seatrial.access.add_user)") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
         raise CredentialsFileError(f"{path}: cannot read the credentials file ({e})") from None
-    users = _parse(path, text)
+    users, tokens = _parse(path, text)
     if sig:
-        with _parsed_lock: _parsed[path] = (sig, users)
-    return dict(users)
+        with _parsed_lock: _parsed[path] = (sig, users, tokens)
+    return dict(users), {k: dict(v) for k, v in tokens.items()}
+
+def _read(path: Path) -> dict[str, tuple[str, str]]:
+    "name -> (role, stored hash), validated."
+    return _read_all(path)[0]
+
+def read_token_tables(
+    path: str | os.PathLike,  # the credentials file
+) -> dict[str, dict]:  # token name -> its [tokens.<name>] table as written (checked by seatrial.api_tokens)
+    "The model server's API token entries of a credentials file; refuses a malformed file."
+    return _read_all(Path(path))[1]
 
 def read_users(
     path: str | os.PathLike,  # the credentials file
@@ -228,12 +245,30 @@ def read_users(
     return {name: Identity(name, roles_for(role)) for name, (role, _) in _read(Path(path)).items()}
 
 # %% ../../nbs/22_access.ipynb #c019
-def _render(users: dict[str, tuple[str, str]]) -> str:
+def _render(users: dict[str, tuple[str, str]], tokens: dict[str, dict] | None = None) -> str:
     blocks = [_HEADER]
     for name in sorted(users):
         role, stored = users[name]
         blocks.append(f"[users.{json.dumps(name, ensure_ascii=False)}]\nrole = {json.dumps(role)}\npassword = {json.dumps(stored)}\n")
+    for name in sorted(tokens or {}):   # strings, lists of strings, numbers, booleans: JSON spells them as TOML does
+        blocks.append(f"[tokens.{json.dumps(name, ensure_ascii=False)}]\n" +
+                      "".join(f"{k} = {json.dumps(v, ensure_ascii=False)}\n" for k, v in tokens[name].items()))
     return "\n".join(blocks)
+
+def _write(path: Path, users: dict[str, tuple[str, str]], tokens: dict[str, dict]) -> None:
+    "Replace the credentials file atomically, readable by its owner only."
+    with atomic_path(path) as tmp:
+        tmp.write_text(_render(users, tokens), encoding="utf-8")
+        os.chmod(tmp, 0o600)
+
+def write_token_tables(
+    path: str | os.PathLike,  # the credentials file (created if missing)
+    tokens: dict[str, dict],  # token name -> its table: string, list-of-string, number or boolean values
+) -> None:
+    "Replace the [tokens.<name>] tables of a credentials file, keeping its users (atomically, mode 0600)."
+    path = Path(path)
+    users = _read(path) if path.exists() else {}
+    _write(path, users, tokens)
 
 def add_user(
     path: str | os.PathLike,  # the credentials file (created if missing)
@@ -245,13 +280,11 @@ def add_user(
     "Add a user to the credentials file (atomically, mode 0600), refusing bad names, roles and weak passwords."
     path = Path(path)
     check_name(name); check_role(role); check_password(name, password)
-    users = _read(path) if path.exists() else {}
+    users, tokens = _read_all(path) if path.exists() else ({}, {})
     if name in users and not replace:
         raise AccessError(f"{path}: user {name!r} already exists; pass replace=True to change their password or role")
     users[name] = (role, hash_password(password))
-    with atomic_path(path) as tmp:
-        tmp.write_text(_render(users), encoding="utf-8")
-        os.chmod(tmp, 0o600)
+    _write(path, users, tokens)
     return Identity(name, roles_for(role))
 
 def remove_user(
@@ -260,12 +293,10 @@ def remove_user(
 ) -> None:
     "Remove a user; their open sessions lose access at their next request."
     path = Path(path)
-    users = _read(path)
+    users, tokens = _read_all(path)
     if name not in users: raise AccessError(f"{path}: there is no user {name!r}; users: {', '.join(sorted(users)) or 'none'}")
     del users[name]
-    with atomic_path(path) as tmp:
-        tmp.write_text(_render(users), encoding="utf-8")
-        os.chmod(tmp, 0o600)
+    _write(path, users, tokens)
 
 # %% ../../nbs/22_access.ipynb #c024
 @cache
