@@ -17,6 +17,7 @@ import pandas as pd
 from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial
 
 from seatrial.derive import Deriver
+from seatrial.model_server import service_events
 from seatrial.review import ledger_path
 from seatrial.sail import approved_model
 
@@ -190,7 +191,7 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         assert re.search(r"^seatrial_swaps_total 1\.0$", metrics, re.M)
         # the tampering was seen at least once (a write seen half-done is a second refusal)
         assert float(re.search(r"^seatrial_refused_swaps_total (\S+)$", metrics, re.M).group(1)) >= 1
-        assert 'seatrial_model_info{model="fleet",reviewed="true",version="2"} 1.0' in metrics
+        assert 'seatrial_model_info{model="fleet",reviewed="true",role="champion",version="2"} 1.0' in metrics
         assert 'seatrial_requests_total{route="/predict",status="415"} 1.0' in metrics
         assert "seatrial_request_seconds_bucket" in metrics and "seatrial_rows_per_request_bucket" in metrics
         client.close()
@@ -199,3 +200,7 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
     # uvicorn drains, then ends by the signal it was sent (its status says so); nothing on stderr but its own lines
     err = proc.stderr.read()
     assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in err, err
+    # the service log: version 1 in at start, out and 2 in at the swap, 2 out at the stop (the refused swap changed nothing)
+    events = service_events(root, "fleet")
+    assert [(e["event"], e["version"], e["role"]) for e in events] == [
+        ("in", "1", "champion"), ("out", "1", "champion"), ("in", "2", "champion"), ("out", "2", "champion")], events

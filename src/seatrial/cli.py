@@ -18,7 +18,9 @@ from .core import SeatrialError, read_json
 __all__ = ['DEMO_DIR', 'cmd_run', 'cmd_demo', 'cmd_generate', 'cmd_runs', 'cmd_show', 'cmd_stages', 'cmd_new', 'cmd_review_list',
            'cmd_review_show', 'cmd_review_approve', 'cmd_review_reject', 'cmd_review_rollback', 'cmd_review_history',
            'cmd_review_verify', 'cmd_review_require_login', 'cmd_review_export', 'cmd_users_add', 'cmd_users_list',
-           'cmd_users_remove', 'cmd_audit', 'cmd_serve', 'add_serve_command', 'add_review_commands', 'parser', 'main']
+           'cmd_users_remove', 'cmd_audit', 'cmd_serve', 'add_serve_command', 'cmd_export', 'add_export_command',
+           'cmd_tokens_add', 'cmd_tokens_list', 'cmd_tokens_remove', 'add_tokens_command', 'add_review_commands',
+           'parser', 'main']
 
 # %% ../../nbs/90_cli.ipynb #c005
 DEMO_DIR = Path("data/demo")
@@ -410,25 +412,113 @@ def cmd_serve(args) -> int:
     from seatrial.model_server import serve_model
     if args.unreviewed and args.version is None:
         raise SeatrialError("--unreviewed serves an explicit version: add --version N (the champion is always served reviewed)")
+    if args.challenger is None and args.share is not None:
+        raise SeatrialError("--share is the challenger's share: add --challenger VERSION")
     serve_model(args.root, args.model, address=args.address, port=args.port, version=args.version,
-                unreviewed=args.unreviewed, poll_s=args.poll)
+                unreviewed=args.unreviewed, poll_s=args.poll, challenger=args.challenger,
+                share=0.1 if args.share is None else args.share, shadow=args.shadow, credentials=_credentials(args))
     return 0
 
 def add_serve_command(sub) -> None:
     "The `serve` sub-command."
     sv = sub.add_parser("serve", help="serve the approved champion over HTTP (127.0.0.1:8000 by default)",
-                        description="Serve a registered model's approved champion over HTTP: POST /predict, GET /model, "
-                                    "/health, /ready, /metrics (Prometheus), POST /admin/reload. The server follows the "
-                                    "champion by itself (and at once on SIGHUP or /admin/reload). Loopback addresses only "
-                                    "in this version: there are no API tokens yet.")
+                        description="Serve a registered model's approved champion over HTTP: POST /predict (JSON, "
+                                    "Arrow IPC or Parquet), POST /feedback (observed targets), GET /model, /health, /ready, "
+                                    "/metrics (Prometheus), POST /admin/reload. Only an approved version whose model file "
+                                    "is the one approved sails. The server follows the champion by itself (within --poll "
+                                    "seconds, at once on SIGHUP or /admin/reload) and swaps without failing a request. "
+                                    "Every answered row is logged to predictions/MODEL/ in the project. With API tokens "
+                                    "in the credentials file (seatrial tokens add), every route but /health and /ready "
+                                    "needs a token with its scope; without tokens the server listens on loopback only.")
     sv.add_argument("--model", help="registered model name (default: the project's only one)")
-    sv.add_argument("--address", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    sv.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1); anything but "
+                                                           "loopback needs API tokens (and TLS in front: tokens are bearer)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     sv.add_argument("--version", help="serve this version instead of following the champion")
     sv.add_argument("--unreviewed", action="store_true", help="serve --version without the approval gate, for local "
                                                               "experiments; every answer and metric says reviewed: false")
+    sv.add_argument("--challenger", metavar="VERSION", help="also serve this version to a sticky share of the entities "
+                                                            "(by a hash of the entity id: a vessel never flips)")
+    sv.add_argument("--share", type=float, metavar="F", help="the challenger's share of the entities, 0 to 1 (default 0.1)")
+    sv.add_argument("--shadow", metavar="VERSION", help="score this version beside every answer and log it, never return it")
     sv.add_argument("--poll", type=float, default=2.0, metavar="S", help="seconds between looks at the champion (default 2)")
+    sv.add_argument("--credentials", help="the credentials file holding API tokens (default: $SEATRIAL_CREDENTIALS, else "
+                                          "the one seatrial.toml names)")
     sv.set_defaults(func=cmd_serve)
+
+def cmd_export(args) -> int:
+    "Write a model version in a portable format, checked against LightGBM on its test rows."
+    from seatrial.export import export_model
+    report = export_model(args.root, args.model, args.version, fmt=args.format, out=args.out, unreviewed=args.unreviewed)
+    print("\n".join(report.lines()))
+    return 0
+
+def add_export_command(sub) -> None:
+    "The `export` sub-command."
+    ex = sub.add_parser("export", help="write an approved model version as ONNX, checked against LightGBM",
+                        description="Write an approved model version in a portable format (ONNX), then check the file "
+                                    "with onnxruntime against LightGBM on the version's test rows: the largest difference "
+                                    "is printed, and a file outside float32 tolerance is refused and not written.")
+    ex.add_argument("model", help="registered model name")
+    ex.add_argument("version", help="model version")
+    ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
+    ex.add_argument("--out", help="file to write (default: exports/MODEL-vVERSION.onnx in the project)")
+    ex.add_argument("--unreviewed", action="store_true", help="export a version that was not approved (said in the file)")
+    ex.set_defaults(func=cmd_export)
+
+# %% ../../nbs/90_cli.ipynb #c051
+def _token_file(args) -> Path:
+    creds = _credentials(args)
+    if creds is None: raise SeatrialError("say which credentials file holds the tokens: --credentials FILE or SEATRIAL_CREDENTIALS")
+    return creds
+
+def cmd_tokens_add(args) -> int:
+    "Make an API token and print it, this once."
+    from seatrial.api_tokens import SCOPES, add_token
+    creds = _token_file(args)
+    made, token = add_token(creds, args.name, args.scope)
+    print(token, flush=True)
+    print(f"{made.name}: {', '.join(s for s in SCOPES if s in made.scopes)} in {creds}. This is the only time the token is shown: keep it in "
+          "a secret store; clients send it as 'Authorization: Bearer <token>'", file=sys.stderr)
+    return 0
+
+def cmd_tokens_list(args) -> int:
+    "The API tokens of the credentials file: names, scopes, when made (never the tokens or their digests)."
+    from seatrial.api_tokens import SCOPES, read_tokens
+    creds = _token_file(args)
+    tokens = read_tokens(creds)
+    if not tokens: print(f"no API tokens in {creds}", file=sys.stderr)
+    for t in tokens.values(): print(f"{t.name:<24} {','.join(s for s in SCOPES if s in t.scopes):<32} {t.created}")
+    return 0
+
+def cmd_tokens_remove(args) -> int:
+    "Remove an API token."
+    from seatrial.api_tokens import remove_token
+    creds = _token_file(args)
+    remove_token(creds, args.name)
+    print(f"{args.name}: removed from {creds}", file=sys.stderr)
+    return 0
+
+def add_tokens_command(sub) -> None:
+    "The `tokens` sub-commands."
+    tokens = sub.add_parser("tokens", help="API tokens of the model server (seatrial serve)")
+    ts = tokens.add_subparsers(dest="tokens_command", required=True)
+    add = ts.add_parser("add", help="make a token and print it, this once",
+                        description="Make an API token for the model server. It is printed on standard output this once; "
+                                    "only its SHA-256 digest is stored. Scopes: predict (POST /predict, GET /model), "
+                                    "feedback (POST /feedback), metrics (GET /metrics, for Prometheus), admin "
+                                    "(POST /admin/reload).")
+    add.add_argument("name", help="what the token is for, e.g. etl or prometheus")
+    add.add_argument("--scope", action="append", required=True,   # checked by add_token: no import just to build the parser
+                     help="a scope it carries: predict, feedback, metrics or admin (repeat for more)")
+    add.add_argument("--credentials")
+    add.set_defaults(func=cmd_tokens_add)
+    ls = ts.add_parser("list", help="names, scopes and when made (never the tokens)")
+    ls.add_argument("--credentials")
+    ls.set_defaults(func=cmd_tokens_list)
+    rm = ts.add_parser("remove", help="revoke a token")
+    rm.add_argument("name"); rm.add_argument("--credentials")
+    rm.set_defaults(func=cmd_tokens_remove)
 
 # %% ../../nbs/90_cli.ipynb #c022
 def _who_args(p: argparse.ArgumentParser) -> None:
@@ -565,6 +655,8 @@ def parser() -> argparse.ArgumentParser:
     stages.set_defaults(func=cmd_stages)
     add_review_commands(sub)
     add_serve_command(sub)
+    add_export_command(sub)
+    add_tokens_command(sub)
     return ap
 
 def _closed_pipe() -> int:

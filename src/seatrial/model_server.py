@@ -5,39 +5,33 @@
 # %% ../../nbs/34_model_server.ipynb #c002
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import json
+import math
 import os
 import re
 import threading
 import time
+import warnings
+from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .core import SeatrialError
 
 # %% auto #0
-__all__ = ['PREDICTOR', 'ServeError', 'check_address', 'Served', 'load_served', 'ModelServer', 'make_app', 'default_model',
-           'serve_model']
+__all__ = ['PREDICTOR', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE', 'SERVICE_EVENTS', 'ServeError', 'Served',
+           'load_served', 'share_of', 'challenger_mask', 'ModelServer', 'check_feedback', 'service_path',
+           'record_service', 'service_events', 'make_app', 'default_model', 'serve_model']
 
 # %% ../../nbs/34_model_server.ipynb #c006
 class ServeError(SeatrialError):
-    "The model server cannot start as asked (an address it may not bind, no model to serve)."
-
-def check_address(
-    address: str,   # the address to listen on
-) -> str:           # the address, when it is a loopback one
-    "Refuse any address but a loopback one: without API tokens, the server must not be reachable from another machine."
-    if address == "localhost": return address
-    try: ip = ipaddress.ip_address(address)
-    except ValueError:
-        raise ServeError(f"--address {address!r} is not an IP address; use 127.0.0.1 (or ::1)") from None
-    if not ip.is_loopback:
-        raise ServeError(f"--address {address} is not a loopback address: this server has no API tokens yet, so it listens "
-                         "on this machine only (127.0.0.1 or ::1). Put a reverse proxy with authentication in front of it "
-                         "to serve other machines.")
-    return address
+    "The model server cannot start as asked (no model to serve, or none named among several)."
 
 # %% ../../nbs/34_model_server.ipynb #c010
 _FIELD = re.compile(r"field '([^']*)': (.*)", re.S)
@@ -58,29 +52,19 @@ class Served:
     target: dict = field(default_factory=dict)   # {"name", "label", "unit"} of what the model predicts
     loaded_at: float = 0.0      # time.time() when it was ready
     description: bytes = b""    # the /model answer, JSON-encoded once
+    entity: str | None = None   # the request field holding the entity id (None: the dataset has no entities)
 
     @property
     def version(self) -> str: return self.model.version
 
-    def answer(self,
-               checked,   # a `request.Checked` with at least one good row
-              ) -> dict:  # the JSON-ready /predict answer
-        "Derive the good rows' inputs, predict them, and name every row that could not be answered and why."
-        one = len(checked.rows) == 1
-        records = {f: c[0] for f, c in checked.columns.items()} if one else checked.frame()
-        d = self.deriver.derive(records)
-        rows = checked.rows[d.rows]
-        values = self.booster.predict(d.matrix).tolist() if len(d.rows) else []
-        errors = {str(i): ps for i, ps in checked.problems.items()}
-        for pos, message in d.errors.items(): errors[str(int(checked.rows[pos]))] = [_derive_problem(message)]
-        if len(errors) > 1: errors = dict(sorted(errors.items(), key=lambda kv: int(kv[0])))
-        if not values:   # every checked row failed in derivation (an unknown entity): as the checks refuse an all-bad request
-            from seatrial.request import RowsRefusedError
-            raise RowsRefusedError.say("no record could be answered; nothing was answered. Fix the fields named under 'rows'",
-                                       rows_received=checked.n, rows_refused=len(errors), rows=errors)
-        m = self.model
-        return {"model": m.name, "version": m.version, "reviewed": m.reviewed, "target": self.target,
-                "predictions": [{"row": int(r), "prediction": v} for r, v in zip(rows.tolist(), values)], "errors": errors}
+    def score(self,
+              checked,   # a `request.Checked` with at least one good row
+             ) -> tuple:  # (request positions answered, predictions, {request position: problems}, the `derive.Derived`)
+        "Derive the good rows' inputs and predict them; a row the deriver refuses (an unknown entity) is named with its field."
+        d = self.deriver.derive(checked)   # typed columns straight in: no pandas frame, one record or ten thousand
+        values = self.booster.predict(d.matrix) if len(d.rows) else np.empty(0)
+        errors = {int(checked.rows[p]): [_derive_problem(msg)] for p, msg in d.errors.items()}
+        return checked.rows[d.rows], values, errors, d
 
 # %% ../../nbs/34_model_server.ipynb #c011
 PREDICTOR = "lightgbm num_threads=1"   # what computes the predictions, as /model says
@@ -113,11 +97,102 @@ def load_served(
     v = vocabulary(deriver.config)
     target = {"name": v.target, "label": v.label(v.target), "unit": v.unit(v.target)}
     desc = json.dumps(_describe(m, deriver, schema, target)).encode()
-    return Served(m, booster, deriver, schema, stamp, target, time.time(), desc)
+    t = deriver.config.table
+    entity = t.entity if deriver.config.entities and t.entity in schema.fields else None
+    return Served(m, booster, deriver, schema, stamp, target, time.time(), desc, entity)
+
+# %% ../../nbs/34_model_server.ipynb #c031
+_SHARE_SCALE = float(1 << 64)
+_CACHE_LIMIT = 100_000   # entity ids whose side is remembered; the cache starts over beyond this
+_RNG = np.random.default_rng()
+
+def share_of(
+    entity: Any,   # an entity id (its text is hashed)
+) -> float:        # in [0, 1)
+    "Where an entity falls in [0, 1): BLAKE2b of its id's text, the same in every process, run and machine."
+    return int.from_bytes(hashlib.blake2b(str(entity).encode(), digest_size=8).digest(), "big") / _SHARE_SCALE
+
+def challenger_mask(
+    ids: Any,                  # the rows' entity ids (an array), or None when the dataset has no entities
+    n: int,                    # rows
+    share: float,              # the challenger's share in [0, 1]
+    cache: dict | None = None, # id -> side, kept between requests
+) -> np.ndarray:               # bool, True where the challenger answers
+    "Which rows the challenger answers: the entities whose `share_of` is below `share`; without entity ids, a random draw per row."
+    if ids is None: return _RNG.random(n) < share
+    if cache is None: cache = {}
+    elif len(cache) > _CACHE_LIMIT: cache.clear()
+    out = np.empty(n, dtype=bool)
+    for i, v in enumerate(ids):
+        side = cache.get(v)
+        if side is None: side = cache[v] = share_of(v) < share
+        out[i] = side
+    return out
+
+def _subset(checked, index):
+    "The rows of a `request.Checked` picked by a mask or positions (problems are left with the whole)."
+    from seatrial.request import Checked
+    return Checked(checked.n, checked.rows[index], {f: c[index] for f, c in checked.columns.items()}, {})
 
 # %% ../../nbs/34_model_server.ipynb #c013
 _LATENCY_BUCKETS = (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _ROW_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000)
+_PREDICTION_BUCKETS = (0.0, *(round(m * 10.0 ** e, 6) for e in range(-2, 6) for m in (1, 2, 3, 5, 7)))
+
+class _PredictionHistogram:
+    "`seatrial_predictions` by role, kept as plain counts: each role is written by one thread, read at scrape time, no lock."
+    def __init__(self, bounds: tuple = _PREDICTION_BUCKETS):
+        self.bounds = list(bounds)
+        self.counts: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, role: str, values: np.ndarray) -> None:
+        "Count predicted values (NaN left out)."
+        c = self.counts.get(role)
+        if c is None:
+            self.sums[role] = 0.0
+            c = self.counts[role] = [0] * (len(self.bounds) + 1)
+        if len(values) == 1:
+            v = float(values[0])
+            if v == v:
+                c[bisect_left(self.bounds, v)] += 1
+                self.sums[role] += v
+            return
+        v = values[~np.isnan(values)]
+        for i, k in enumerate(np.bincount(np.searchsorted(self.bounds, v), minlength=len(c)).tolist()):
+            if k: c[i] += k
+        self.sums[role] += float(v.sum())
+
+    def collect(self):
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+        h = HistogramMetricFamily("seatrial_predictions", "The predicted values, by role (champion, challenger, shadow)",
+                                  labels=["role"])
+        for role, c in list(self.counts.items()):
+            cum, buckets = 0, []
+            for b, k in zip([*self.bounds, math.inf], list(c)):
+                cum += k
+                buckets.append((floatToGoString(b), cum))
+            h.add_metric([role], buckets, self.sums[role])
+        yield h
+
+class _LogCollector:
+    "The prediction log's counters (and the shadow's drops) as Prometheus series, read when scraped."
+    def __init__(self, server): self.server = server
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        log = self.server.log
+        m = log.metrics() if log is not None else {}
+        yield GaugeMetricFamily("seatrial_log_queue_rows", "Rows waiting in memory for the prediction log's writer",
+                                value=m.get("queue_rows", 0))
+        for name, key, doc in (("seatrial_log_rows_written", "rows_written", "Prediction rows written to the log's segments"),
+                               ("seatrial_log_feedback_written", "feedback_written", "Feedback rows written to the log"),
+                               ("seatrial_log_write_errors", "write_errors", "Failed writes of a log segment (each is retried)"),
+                               ("seatrial_log_dropped_rows", "dropped_rows", "Rows not logged: the log's queue was full")):
+            yield CounterMetricFamily(name, doc, value=m.get(key, 0))
+        yield CounterMetricFamily("seatrial_shadow_dropped_rows", "Rows the shadow did not score: its queue was full",
+                                  value=self.server.shadow_dropped)
 
 class _Metrics:
     "The server's Prometheus series, in a registry of its own."
@@ -128,11 +203,13 @@ class _Metrics:
         self.latency = Histogram("seatrial_request_seconds", "Time from request start to answer, by route", ["route"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.rows = Histogram("seatrial_rows_per_request", "Rows in a /predict request", buckets=_ROW_BUCKETS, registry=r)
-        self.model = Gauge("seatrial_model_info", "The model version served (1) and the one it replaced (0)",
-                           ["model", "version", "reviewed"], registry=r)
+        self.model = Gauge("seatrial_model_info", "The model versions in service (1) and ones swapped out (0), by role",
+                           ["model", "version", "reviewed", "role"], registry=r)
         self.swaps = Counter("seatrial_swaps", "Model versions swapped in after start", registry=r)
         self.refused = Counter("seatrial_refused_swaps", "Swaps refused (not approved, tampered, ledger broken, registry unreadable)",
                                registry=r)
+        self.predictions = _PredictionHistogram()
+        r.register(self.predictions)
         self._children: dict = {}
 
     def observe(self, route: str, status: int, seconds: float) -> None:
@@ -142,10 +219,10 @@ class _Metrics:
         if ch is None: ch = self._children[key] = (self.requests.labels(route, str(status)), self.latency.labels(route))
         ch[0].inc(); ch[1].observe(seconds)
 
-    def serving(self, old, new) -> None:
-        "Say which version is served."
-        if old is not None: self.model.labels(old.model.name, old.version, str(old.model.reviewed).lower()).set(0)
-        self.model.labels(new.model.name, new.version, str(new.model.reviewed).lower()).set(1)
+    def serving(self, old, new, role: str = "champion") -> None:
+        "Say which version is in service in a role."
+        if old is not None: self.model.labels(old.model.name, old.version, str(old.model.reviewed).lower(), role).set(0)
+        self.model.labels(new.model.name, new.version, str(new.model.reviewed).lower(), role).set(1)
 
     def text(self) -> tuple[bytes, str]:
         "The exposition and its content type."
@@ -158,24 +235,58 @@ def _reason(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return text if isinstance(e, SeatrialError) else f"{type(e).__name__}: {text or 'no message'}"
 
+SHADOW_QUEUE = 10_000   # answered batches waiting for the shadow at most; more are not shadowed (and counted)
+
 class ModelServer:
-    "The served version, the watcher that swaps it when the champion moves, and the server's metrics."
+    "The versions in service (champion, challenger, shadow), the watcher that swaps the champion, the prediction log, the metrics."
     def __init__(self,
                  root: str | os.PathLike,           # the project folder
                  name: str,                         # registered model name
                  version: str | int | None = None,  # None: follow the champion
-                 unreviewed: bool = False,          # serve `version` without the gate
+                 unreviewed: bool = False,          # serve `version` (and challenger, shadow) without the gate
                  poll_s: float = 2.0,               # seconds between looks at the champion
+                 challenger: str | int | None = None,  # a version answering a sticky share of the entities
+                 share: float = 0.1,                # the challenger's share of the entities, in [0, 1]
+                 shadow: str | int | None = None,   # a version scored beside whoever answered, logged, never returned
+                 listen: str | None = None,         # "host:port" the server listens on, for the service log
                 ):
-        self.root, self.name, self.poll_s = Path(root), name, float(poll_s)
+        if not 0.0 <= float(share) <= 1.0: raise ServeError(f"--share {share} is not a share: give a number from 0 to 1, e.g. 0.1")
+        self.root, self.name, self.poll_s, self.share = Path(root), name, float(poll_s), float(share)
         self.version, self.unreviewed = (None if version is None else str(version)), unreviewed
+        self.where = f"{listen} pid {os.getpid()}" if listen else f"pid {os.getpid()}"
         self.metrics = _Metrics()
+        self.log = None                    # the PredictionLog, open while the app runs
+        self.shadow_dropped = self.shadow_errors = 0
+        self.shadow_error = ""
         self.current: Served = load_served(self.root, name, self.version, unreviewed)   # raises: nothing to serve, no start
-        self.metrics.serving(None, self.current)
+        self.challenger = self._other(challenger, "challenger")
+        self.shadow = self._other(shadow, "shadow")
+        for role, s in self.roles(): self.metrics.serving(None, s, role)
+        self.metrics.registry.register(_LogCollector(self))
         self.refused: str | None = None    # why the last swap was refused, until one succeeds
         self._seen = self.current.stamp
         self._lock, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
+        self._cache: dict = {}             # entity id -> answered by the challenger
+        self._shadow_q: deque = deque()
+        self._shadow_stop = threading.Event()
+        self._shadow_thread: threading.Thread | None = None
+        self.in_service = False
+
+    def _other(self, version, role: str) -> Served | None:
+        "A challenger or shadow version, through the gate, whose requests the champion's schema carries."
+        if version is None: return None
+        s = load_served(self.root, self.name, str(version), self.unreviewed)
+        missing = [f for f in s.schema.fields if f not in self.current.schema.fields]
+        if missing:
+            raise ServeError(f"the {role} {self.name} version {s.version} needs request fields the champion's requests do not "
+                             f"carry ({', '.join(missing)}): serve a {role} trained on the same dataset")
+        return s
+
+    def roles(self) -> list[tuple[str, Served]]:
+        "The versions in service, by role."
+        return [(r, s) for r, s in (("champion", self.current), ("challenger", self.challenger), ("shadow", self.shadow))
+                if s is not None]
 
     def __repr__(self) -> str:
         return f"ModelServer({self.name} version {self.current.version}{'' if self.current.model.reviewed else ' UNREVIEWED'})"
@@ -202,6 +313,9 @@ def _reload(self: ModelServer, force: bool = False) -> dict:
         self.current = new   # the one swap: a request reads this reference once
         self.metrics.serving(old, new)
         self.metrics.swaps.inc()
+        if self.in_service:
+            self._event("out", old, "champion")
+            self._event("in", new, "champion")
         return {"outcome": "swapped", "version": new.version, "from_version": old.version}
 
 def _watch(self: ModelServer) -> None:
@@ -226,16 +340,270 @@ def _stop_watch(self: ModelServer, timeout: float = 10.0) -> None:
     if self._thread is not None: self._thread.join(timeout)
 
 def _ready(self: ModelServer) -> tuple[int, dict]:
-    "The /ready status and body."
-    cur = self.current
-    body = {"ready": self.refused is None, "model": self.name, "version": cur.version, "reviewed": cur.model.reviewed}
-    if self.refused is not None: body["reason"] = self.refused
-    return (200 if self.refused is None else 503), body
+    "The /ready status and body: 503 with the reasons while a swap was refused or the prediction log cannot write."
+    cur, log = self.current, self.log
+    log_reason = log.reason if log is not None and self.in_service else ""
+    reasons = [r for r in (self.refused, log_reason) if r]
+    body = {"ready": not reasons, "model": self.name, "version": cur.version, "reviewed": cur.model.reviewed}
+    body.update({role: s.version for role, s in self.roles() if role != "champion"})
+    if log is not None: body["log"] = {"healthy": not log_reason, "queue_rows": log.queue_depth, "reason": log_reason or None}
+    if reasons: body["reason"] = "; ".join(reasons)
+    return (200 if not reasons else 503), body
 
 ModelServer.reload, ModelServer._watch, ModelServer.start, ModelServer.stop = _reload, _watch, _start, _stop_watch
 ModelServer.wake = lambda self: self._wake.set()
 ModelServer.wake.__doc__ = "Ask the watcher to reload now (what SIGHUP does)."
 ModelServer.ready = _ready
+
+# %% ../../nbs/34_model_server.ipynb #c041
+def _log_rows(self: ModelServer, served: Served, role: str, part, d, values: np.ndarray, latency: float, **extra) -> list:
+    "Queue answered rows for the prediction log (never waits for the disk); their prediction ids, None when no log is open."
+    log = self.log
+    if log is None: return [None] * len(values)
+    raw = part.columns if len(d.rows) == len(part.rows) else {f: c[d.rows] for f, c in part.columns.items()}
+    inputs = dict(zip(d.features, d.matrix.T))   # column views of the model's matrix, no copy
+    try:
+        return log.log(output=values, version=served.version, role=role, reviewed=served.model.reviewed, latency_s=latency,
+                       raw=raw, inputs=inputs, **extra).tolist()
+    except Exception as e:   # a logging fault never takes an answer away; the log's health says it
+        log.last_error = f"could not queue {len(values)} rows: {_reason(e)}"
+        return [None] * len(values)
+
+def _answer(self: ModelServer,
+            checked,             # a `request.Checked` with at least one good row
+            t0: float,           # time.perf_counter() at the request's start
+            champ: Served | None = None,   # the champion this request read at its start (default: the current one)
+           ) -> dict:            # the JSON-ready /predict answer
+    "Answer the good rows: champion or challenger by entity, predicted, logged, shadowed; name every row that could not be answered."
+    champ = champ or self.current
+    alt = self.challenger
+    if alt is None: parts = ((champ, "champion", checked),)
+    else:
+        mask = challenger_mask(checked.columns[champ.entity] if champ.entity else None, len(checked.rows), self.share, self._cache)
+        if mask.all(): parts = ((alt, "challenger", checked),)
+        elif not mask.any(): parts = ((champ, "champion", checked),)
+        else: parts = ((champ, "champion", _subset(checked, ~mask)), (alt, "challenger", _subset(checked, mask)))
+    preds, reviewed = [], champ.model.reviewed
+    errors = {str(i): ps for i, ps in checked.problems.items()}
+    for served, role, part in parts:
+        rows, values, errs, d = served.score(part)
+        for i, ps in errs.items(): errors[str(i)] = ps
+        if not len(rows): continue
+        ids = _log_rows(self, served, role, part, d, values, time.perf_counter() - t0)
+        self.metrics.predictions.observe(role, values)
+        if self.shadow is not None: _to_shadow(self, part, d, rows, ids)
+        v = served.version
+        reviewed = reviewed and served.model.reviewed
+        preds += [{"row": r, "prediction": p, "prediction_id": i, "role": role, "version": v}
+                  for r, p, i in zip(rows.tolist(), values.tolist(), ids)]
+    if len(parts) > 1: preds.sort(key=lambda p: p["row"])
+    if len(errors) > 1: errors = dict(sorted(errors.items(), key=lambda kv: int(kv[0])))
+    if not preds:   # every checked row failed in derivation (an unknown entity): as the checks refuse an all-bad request
+        from seatrial.request import RowsRefusedError
+        raise RowsRefusedError.say("no record could be answered; nothing was answered. Fix the fields named under 'rows'",
+                                   rows_received=checked.n, rows_refused=len(errors), rows=errors)
+    return {"model": champ.model.name, "version": champ.version, "reviewed": reviewed, "target": champ.target,
+            "predictions": preds, "errors": errors}
+
+def _to_shadow(self: ModelServer, part, d, rows: np.ndarray, ids: list) -> None:
+    "Hand answered rows to the shadow's thread (a deque append: no lock); beyond its queue, count them as not shadowed."
+    if len(self._shadow_q) >= SHADOW_QUEUE:
+        self.shadow_dropped += len(rows)
+        return
+    self._shadow_q.append((part if len(d.rows) == len(part.rows) else _subset(part, d.rows), rows, ids))
+
+def _shadow_loop(self: ModelServer) -> None:
+    "The shadow's thread: score queued rows with the shadow version and log them with role shadow, until stopped and drained."
+    while True:
+        try: part, rows, ids = self._shadow_q.popleft()
+        except IndexError:
+            if self._shadow_stop.is_set(): return
+            time.sleep(0.005)
+            continue
+        t0, shadow = time.perf_counter(), self.shadow
+        try:
+            srows, values, _, d = shadow.score(part)
+            if not len(srows): continue
+            of = np.asarray(ids, dtype=object)[np.searchsorted(rows, srows)]
+            _log_rows(self, shadow, "shadow", part, d, values, time.perf_counter() - t0, shadow_of=of)
+            self.metrics.predictions.observe("shadow", values)
+        except Exception as e:   # the shadow never takes anything away from the answers
+            self.shadow_errors += 1
+            self.shadow_error = _reason(e)
+
+ModelServer.answer = _answer
+
+# %% ../../nbs/34_model_server.ipynb #c043
+FEEDBACK_FIELDS = ("prediction_id", "observed", "entity", "time")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+def _instant_ns(value: Any) -> int | str:
+    "An ISO 8601 time with a zone as UTC nanoseconds, or what is wrong with it."
+    if not isinstance(value, str): return f"{value!r:.40} is not a time: give ISO 8601 text with a zone"
+    try: t = datetime.fromisoformat(value)
+    except ValueError: return f"{value!r:.40} is not an ISO 8601 time, e.g. 2024-03-01T06:00:00Z"
+    if t.tzinfo is None: return f"{value!r:.40} has no zone: add one, e.g. Z or +00:00"
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+def check_feedback(
+    records: Any,                     # a JSON-decoded /feedback body: one object or a list of them
+    entity_field: str | None = None,  # the dataset's entity field (accepted beside `entity`), e.g. "vessel_id"
+    max_rows: int = 10_000,           # records per request at most
+) -> dict[str, list]:  # {"prediction_id", "observed_by_id", "entity", "time_ns", "observed_by_entity"}
+    "Check /feedback records; any bad record refuses the whole request (422) naming every bad row and field."
+    from seatrial.request import RowsRefusedError, TooLargeError, WrongShapeError
+    recs = [records] if isinstance(records, dict) else records
+    if not isinstance(recs, list) or not recs:
+        raise WrongShapeError.say("the body must be one feedback record (a JSON object) or a non-empty list of them, e.g. "
+                                  '{"prediction_id": "...", "observed": 24.0}')
+    if len(recs) > max_rows:
+        raise TooLargeError.say(f"the body has {len(recs):,} feedback records, more than the {max_rows:,} this server takes "
+                                "per request; split it", limit_rows=max_rows, received_rows=len(recs))
+    known = FEEDBACK_FIELDS + ((entity_field,) if entity_field and entity_field not in FEEDBACK_FIELDS else ())
+    out: dict[str, list] = {"prediction_id": [], "observed_by_id": [], "entity": [], "time_ns": [], "observed_by_entity": []}
+    problems: dict[str, list] = {}
+    for i, r in enumerate(recs):
+        if not isinstance(r, dict):
+            problems[str(i)] = [{"field": None, "problem": f"is a JSON {type(r).__name__}, not an object"}]
+            continue
+        ps = [{"field": k, "problem": f"is not a feedback field; the fields are {', '.join(known)}"} for k in r if k not in known]
+        obs = r.get("observed")
+        if obs is None: ps.append({"field": "observed", "problem": "missing: give the observed target, a number"})
+        elif isinstance(obs, bool) or not isinstance(obs, (int, float)) or not math.isfinite(obs):
+            ps.append({"field": "observed", "problem": f"{obs!r:.40} is not a finite number"})
+        pid, tm = r.get("prediction_id"), r.get("time")
+        efield = "entity" if "entity" in r or not entity_field else entity_field
+        ent = r.get(efield)
+        t = None
+        if pid is not None:
+            if not isinstance(pid, str) or not pid.strip():
+                ps.append({"field": "prediction_id", "problem": f"{pid!r:.40} is not a prediction id (text, as /predict returned it)"})
+            if ent is not None or tm is not None:
+                ps.append({"field": "prediction_id", "problem": f"name the prediction by prediction_id, or by {efield} and time, not both"})
+        elif ent is None and tm is None:
+            ps.append({"field": "prediction_id", "problem": f"missing: name the prediction by prediction_id, or by {efield} and time"})
+        else:
+            if ent is None: ps.append({"field": efield, "problem": "missing: the entity id of the request this feedback is for"})
+            elif isinstance(ent, bool) or not isinstance(ent, (str, int)) or str(ent) == "":
+                ps.append({"field": efield, "problem": f"{ent!r:.40} is not an entity id (text)"})
+            if tm is None: ps.append({"field": "time", "problem": "missing: the time field of the request this feedback is for"})
+            else:
+                t = _instant_ns(tm)
+                if isinstance(t, str): ps.append({"field": "time", "problem": t})
+        if ps:
+            problems[str(i)] = ps
+            continue
+        if pid is not None:
+            out["prediction_id"].append(pid); out["observed_by_id"].append(float(obs))
+        else:
+            out["entity"].append(str(ent)); out["time_ns"].append(t); out["observed_by_entity"].append(float(obs))
+    if problems:
+        raise RowsRefusedError.say(f"{len(problems)} of {len(recs)} feedback records have problems; nothing was stored. "
+                                   "Fix the fields named under 'rows' and send them all again",
+                                   rows_received=len(recs), rows_refused=len(problems), rows=problems)
+    return out
+
+def _feedback(self: ModelServer, body: dict) -> tuple[int, dict]:
+    "Store checked feedback in the prediction log: (status, answer)."
+    log = self.log
+    if log is None or log.closed:
+        return 503, {"error": "the prediction log is not open (the server is starting or stopping); send the feedback again"}
+    a = b = 0
+    if body["prediction_id"]:
+        a = log.log_feedback(observed=np.array(body["observed_by_id"]), prediction_id=np.array(body["prediction_id"], dtype=object))
+    if body["entity"]:
+        b = log.log_feedback(observed=np.array(body["observed_by_entity"]), entity=np.array(body["entity"], dtype=object),
+                             time=np.array(body["time_ns"], dtype="int64").astype("datetime64[ns]"))
+    n = len(body["prediction_id"]) + len(body["entity"])
+    if a + b < n:
+        return 503, {"error": f"the prediction log's queue is full: {n - a - b} of {n} feedback records were not stored; "
+                              "send those again later", "stored": a + b, "by_prediction_id": a, "by_entity": b}
+    return 200, {"stored": n, "by_prediction_id": a, "by_entity": b}
+
+ModelServer.feedback = _feedback
+
+# %% ../../nbs/34_model_server.ipynb #c051
+SERVICE_FILE = "service.jsonl"
+SERVICE_EVENTS = ("in", "out")
+
+def service_path(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+) -> Path:                     # <root>/predictions/<model>/service.jsonl
+    "Where a model's service events are appended."
+    from seatrial.predlog import prediction_folder
+    return prediction_folder(root, model) / SERVICE_FILE
+
+def record_service(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+    event: str,                # "in" or "out" (of service)
+    version: str,              # the version
+    role: str,                 # "champion", "challenger" or "shadow"
+    reviewed: bool,            # False when served with --unreviewed
+    server: str,               # which server: "host:port pid N"
+) -> dict:                     # the event as written
+    "Append one service event as one JSON line, with one `os.write` on an `O_APPEND` file: whole lines, even from several servers."
+    if event not in SERVICE_EVENTS: raise ServeError(f"service event {event!r} is not one of {', '.join(SERVICE_EVENTS)}")
+    rec = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event, "version": str(version),
+           "role": role, "reviewed": bool(reviewed), "server": server}
+    path = service_path(root, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try: os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally: os.close(fd)
+    return rec
+
+def service_events(
+    root: str | os.PathLike,   # the project folder
+    model: str,                # registered model name
+) -> list[dict]:               # the events, oldest first
+    "Every service event of a model's servers; a torn last line (a crash mid-write) is skipped, a bad line warned about and skipped."
+    p = service_path(root, model)
+    try: data = p.read_bytes()
+    except FileNotFoundError: return []
+    lines = data.split(b"\n")
+    lines.pop()   # after the last newline: empty, or a line torn by a crash
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip(): continue
+        try: out.append(json.loads(line))
+        except ValueError: warnings.warn(f"skipped line {i} of {p}: not a JSON service event", stacklevel=2)
+    return out
+
+def _event(self: ModelServer, event: str, served: Served, role: str) -> None:
+    "Record a version going into or out of service; a failure to write is said on stderr, never stops the server."
+    try: record_service(self.root, self.name, event, served.version, role, served.model.reviewed, self.where)
+    except (OSError, SeatrialError) as e:
+        warnings.warn(f"could not record that {self.name} version {served.version} went {event} of service: {_reason(e)}",
+                      stacklevel=2)
+
+def _open(self: ModelServer, **log_options: Any) -> ModelServer:
+    "Go into service: open the prediction log, start the watcher and the shadow's thread, record the versions going in."
+    from seatrial.predlog import PredictionLog
+    if self.log is None or self.log.closed: self.log = PredictionLog(self.root, self.name, **log_options)
+    self.start()
+    if self.shadow is not None and (self._shadow_thread is None or not self._shadow_thread.is_alive()):
+        self._shadow_stop.clear()
+        self._shadow_thread = threading.Thread(target=_shadow_loop, args=(self,), name="seatrial-shadow", daemon=True)
+        self._shadow_thread.start()
+    self.in_service = True
+    for role, s in self.roles(): self._event("in", s, role)
+    return self
+
+def _close(self: ModelServer, timeout: float = 10.0) -> bool:
+    "Go out of service: stop the watcher, let the shadow score its queue, drain and close the log; True when nothing was lost."
+    self.stop()
+    if self._shadow_thread is not None:
+        self._shadow_stop.set()
+        self._shadow_thread.join(timeout)
+    ok = self.log.close(timeout) if self.log is not None else True
+    if self.in_service:
+        self.in_service = False
+        for role, s in self.roles(): self._event("out", s, role)
+    return ok
+
+ModelServer._event, ModelServer.open, ModelServer.close = _event, _open, _close
 
 # %% ../../nbs/34_model_server.ipynb #c017
 def _json(body: Any, status: int = 200, headers: dict | None = None):
@@ -243,28 +611,63 @@ def _json(body: Any, status: int = 200, headers: dict | None = None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(data, status, headers, media_type="application/json")
 
+async def _body(request, schema) -> bytes:
+    "The request body, read no further than the server's limit: a declared length over it is refused unread, a chunked body once past it."
+    size = request.headers.get("content-length")
+    if size and size.isdigit():
+        schema.check_size(int(size))
+        return await request.body()
+    from seatrial.request import TooLargeError
+    chunks, n = [], 0
+    async for chunk in request.stream():
+        n += len(chunk)
+        if n > schema.max_bytes:
+            raise TooLargeError.say(f"the body is longer than the {schema.max_bytes:,} bytes this server takes (it stopped "
+                                    "reading there); send fewer rows per request, or a batch as Parquet or an Arrow IPC stream",
+                                    limit_bytes=schema.max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
 def _routes(server: ModelServer) -> list:
     "The app's routes, each timed and counted."
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
     from starlette.routing import Route
-    from seatrial.request import RequestError
+    from seatrial.request import MalformedBodyError, RequestError, UnsupportedMediaTypeError
     m = server.metrics
 
     async def predict(request):
         t0, served = time.perf_counter(), server.current   # the version this request answers with, whatever swaps meanwhile
         try:
-            size = request.headers.get("content-length")
-            if size and size.isdigit(): served.schema.check_size(int(size))
-            checked = served.schema.parse(await request.body(), request.headers.get("content-type"))
+            checked = served.schema.parse(await _body(request, served.schema), request.headers.get("content-type"))
             m.rows.observe(checked.n)
-            resp = _json(served.answer(checked.require_some()))
+            resp = _json(server.answer(checked.require_some(), t0, served))
         except RequestError as e:
             resp = _json({**e.body, "model": served.model.name, "version": served.version}, e.status)
         except Exception as e:   # a fault of the server's, not the request's: said in one line, counted, never a traceback page
             resp = _json({"error": f"the model could not answer: {_reason(e)}", "model": served.model.name,
                           "version": served.version}, 500)
         m.observe("/predict", resp.status_code, time.perf_counter() - t0)
+        return resp
+
+    async def feedback(request):
+        t0, served = time.perf_counter(), server.current
+        try:
+            ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                raise UnsupportedMediaTypeError.say(f"feedback is JSON: send it with content-type application/json, not {ctype or 'none'}")
+            body = await _body(request, served.schema)
+            try: records = json.loads(body)
+            except ValueError as e:
+                raise MalformedBodyError.say(f"the body is not JSON: {getattr(e, 'msg', e)} at line {getattr(e, 'lineno', '?')}, "
+                                             f"column {getattr(e, 'colno', '?')}", position=getattr(e, "pos", None)) from None
+            status, out = server.feedback(check_feedback(records, served.entity, served.schema.max_rows))
+            resp = _json(out, status)
+        except RequestError as e:
+            resp = _json(e.body, e.status)
+        except Exception as e:
+            resp = _json({"error": f"the feedback could not be stored: {_reason(e)}"}, 500)
+        m.observe("/feedback", resp.status_code, time.perf_counter() - t0)
         return resp
 
     def simple(route: str, make):
@@ -291,6 +694,7 @@ def _routes(server: ModelServer) -> list:
         return resp
 
     return [Route("/predict", predict, methods=["POST"]),
+            Route("/feedback", feedback, methods=["POST"]),
             Route("/model", simple("/model", lambda: _json(server.current.description))),
             Route("/health", simple("/health", lambda: _json({"status": "up"}))),
             Route("/ready", simple("/ready", ready)),
@@ -302,19 +706,23 @@ def make_app(
     root: str | os.PathLike,           # the project folder
     name: str,                         # registered model name
     version: str | int | None = None,  # None: serve the champion and follow it
-    unreviewed: bool = False,          # serve `version` without the approval gate (every answer says reviewed: false)
+    unreviewed: bool = False,          # serve `version` (challenger, shadow) without the approval gate (answers say reviewed: false)
     poll_s: float = 2.0,               # seconds between looks at the champion
+    challenger: str | int | None = None,  # a version answering a sticky share of the entities
+    share: float = 0.1,                # the challenger's share of the entities (by row without an entity column)
+    shadow: str | int | None = None,   # a version scored beside whoever answered, logged with role shadow, never returned
+    listen: str | None = None,         # "host:port", named in the service events
 ):  # -> starlette.applications.Starlette, with .state.server the ModelServer
     "The model server's ASGI app; raises `sail.SailError` with the gate's message when there is nothing it may serve."
     import contextlib
     from starlette.applications import Starlette
-    server = ModelServer(root, name, version, unreviewed, poll_s)
+    server = ModelServer(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        server.start()
+        server.open()
         try: yield
-        finally: server.stop()
+        finally: server.close()
 
     app = Starlette(routes=_routes(server), lifespan=lifespan)
     app.state.server = server
@@ -334,24 +742,32 @@ def default_model(
 def serve_model(
     root: str | os.PathLike,           # the project folder
     name: str | None = None,           # registered model name (None: the only one)
-    address: str = "127.0.0.1",        # loopback only in this version
+    address: str = "127.0.0.1",        # anything but loopback needs API tokens in `credentials`
     port: int = 8000,                  # TCP port
     version: str | int | None = None,  # None: the champion, followed as it moves
-    unreviewed: bool = False,          # serve `version` without the gate
+    unreviewed: bool = False,          # serve `version` (challenger, shadow) without the gate
     poll_s: float = 2.0,               # seconds between looks at the champion
     log_level: str = "warning",        # uvicorn's log level
+    challenger: str | int | None = None,  # a version answering a sticky share of the entities
+    share: float = 0.1,                # the challenger's share
+    shadow: str | int | None = None,   # a version scored beside, logged, never returned
+    credentials: str | os.PathLike | None = None,  # the credentials file holding API tokens (None: no tokens)
 ) -> None:
-    "Serve a model with uvicorn until interrupted; refuses to start when the gate refuses or the address is not loopback."
+    "Serve a model with uvicorn until interrupted; refuses to start when the gate refuses, or off loopback without tokens."
     import signal
-    check_address(address)
+    from seatrial.api_tokens import TokenStore, check_bind, protect
+    check_bind(address, TokenStore.from_file(credentials) if credentials is not None else ())   # before the slow load
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before LightGBM's OpenMP runtime is loaded
     name = name or default_model(root)
-    app = make_app(root, name, version, unreviewed, poll_s)
+    app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}")
     server = app.state.server
+    app = protect(app, address, credentials, observe=server.metrics.observe)
     if hasattr(signal, "SIGHUP"): signal.signal(signal.SIGHUP, lambda *_: server.wake())
     import uvicorn
     cur = server.current
-    print(f"seatrial serve: {name} version {cur.version}" + ("" if cur.model.reviewed else " (UNREVIEWED)") +
-          f" on http://{address}:{port}/ (POST /predict, GET /model /ready /metrics); Ctrl-C stops it", flush=True)
+    also = "".join(f", {role} version {s.version}" + (f" ({server.share:g} of the entities)" if role == "challenger" else "")
+                   for role, s in server.roles() if role != "champion")
+    print(f"seatrial serve: {name} version {cur.version}" + ("" if cur.model.reviewed else " (UNREVIEWED)") + also +
+          f" on http://{address}:{port}/ (POST /predict /feedback, GET /model /ready /metrics); Ctrl-C stops it", flush=True)
     uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level=log_level, access_log=False,
                                   lifespan="on", server_header=False)).run()

@@ -264,15 +264,10 @@ def _shape(it: tuple) -> tuple:
 
 def _build(self: PredictionLog, items: list) -> list:
     "Turn queued batches into (kind, table) segments; a batch that cannot be a table is rejected and counted."
-    groups: list[list] = []
-    last = None
-    for it in items:
-        shape = _shape(it)
-        if shape == last: groups[-1].append(it)
-        else: groups.append([it])
-        last = shape
+    groups: dict[tuple, list] = {}   # by shape, not by run: interleaved roles or versions still make one table each
+    for it in items: groups.setdefault(_shape(it), []).append(it)
     out = []
-    for g in groups:
+    for g in groups.values():
         try: parts = [_table(g[0][0], g)]
         except Exception:
             parts = []
