@@ -1,0 +1,440 @@
+"""The model server beside its peers, one run, one machine: `seatrial serve` against `mlflow models serve` of the same model
+and a bare FastAPI endpoint calling `booster.predict`.
+
+The three servers, each started alone (never two at once), on 127.0.0.1, under uvicorn:
+- ours: `seatrial serve` on a demo project with fleet version 1 approved (the real `seatrial review approve`). Requests
+  carry raw telemetry fields (time, vessel id, lat/lon, speeds, heading, draught, trim): the server checks them,
+  derives the 20 model inputs (entity join, weather grid, registered features), predicts (LightGBM, num_threads=1),
+  counts metrics (and logs, when the prediction log is wired in: said in the output).
+- mlflow: `mlflow models serve -m models:/fleet/1 --env-manager local` of the registered version. When the registered
+  pyfunc cannot predict its own input example (the fleet model's categorical `vessel_type`: MLflow hands LightGBM a
+  string column, LightGBM wants the training categories), the closest fair equivalent is served: the same model file in a
+  pyfunc `PythonModel` that casts the categorical columns to the training categories and calls `booster.predict`
+  (num_threads=1), saved with the registered version's signature, served by the same `mlflow models serve`. The output
+  says which. Requests carry the 20 ready model inputs (`dataframe_split`).
+- bare: a FastAPI endpoint (this file, --bare-app) reading `{"rows": [[20 numbers]]}` with `await request.json()`,
+  calling `booster.predict(X, num_threads=1)` and answering the list. Requests carry the 20 ready model inputs.
+The records: telemetry rows of the demo that derive without a per-row error (so every server answers every row); the
+single-row workloads cycle through 500 of them, the batch is 10,000.
+
+Workloads, each server in turn:
+- sequential: 2,000 single-row requests, one keep-alive `http.client.HTTPConnection` (the standard library's: less
+  client overhead than httpx; the client's own time is in every figure, equally for all three), bodies encoded before
+  timing, a response read to its end and its status checked (not parsed); after 200 warm-up requests. p50, p99, req/s.
+- 16 concurrent clients: 16 threads, each its own keep-alive connection, 2,000 requests in all; throughput (wall time)
+  and p99 of the request times. The clients share the 2 cores with the server (one Python process: the GIL), equally
+  for all three.
+- a 10,000-row batch end to end: the pre-encoded body sent, the answer read and `json.loads`-ed, its 10,000 predictions
+  counted; 5 times, median and best. Ours: JSON records and an Arrow IPC stream of the raw columns.
+Every server's answers are checked against the in-process booster on the deriver's inputs (largest |difference| printed).
+Ratios are "times faster than ours" turned around: peer time / our time for latencies, our rate / peer rate for rates
+(above 1: ours is faster).
+
+Usage: python benchmarks/bench_serve.py [--project DIR] [--requests 2000] [--clients 16] [--batch 10000] [--json out.json]
+(--project: a demo project whose fleet version 1 is the approved champion; without it, one is made in a temporary
+folder: `seatrial demo --rows 40000`, about 100 s). Runs under OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE (set here for
+the servers). Timings depend on the machine and its load (printed at start and end); they never gate tests.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SEATRIAL = Path(sys.executable).parent / "seatrial"
+FIELDS = ["time", "vessel_id", "lat", "lon", "stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
+WARMUP, DISTINCT, BATCH_REPEAT = 200, 500, 5
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # mlflow serve runs `uvicorn` from PATH
+    return env | {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "PATH": path} | extra
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ---------------------------------------------------------------------------------------------------------------- project
+def _seatrial(root: Path, *args: str) -> str:
+    proc = subprocess.run([str(SEATRIAL), "--root", str(root), *args], cwd=root, env=_env(), capture_output=True, text=True)
+    if proc.returncode != 0: raise SystemExit(f"seatrial {' '.join(args)} failed:\n{proc.stderr}")
+    return proc.stdout
+
+
+def make_project(root: Path) -> None:
+    "A demo project (40k rows) with fleet version 1 approved by the real CLI."
+    _seatrial(root, "demo", "--rows", "40000", "-q")
+    digest = re.search(r"^evidence ([0-9a-f]{64})$", _seatrial(root, "review", "show", "fleet", "1"), re.M).group(1)
+    _seatrial(root, "review", "approve", "fleet", "1", "-m", "benchmark", "--evidence", digest, "--champion", "none",
+              "--user", "bench")
+
+
+def workload_data(root: Path, n_batch: int) -> dict:
+    "Records that derive cleanly, their model inputs, and every request body, encoded once."
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from seatrial.derive import Deriver
+    from seatrial.request import RequestSchema
+    from seatrial.sail import approved_model
+    m = approved_model(root, "fleet")
+    booster = m.load_booster(num_threads=1)
+    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet", columns=FIELDS)
+    t = t.iloc[np.random.default_rng(0).permutation(len(t))].reset_index(drop=True)
+    records = []
+    for rec in t.to_dict("records"):
+        rec["time"] = rec["time"].isoformat().replace("+00:00", "Z")
+        records.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
+    deriver = Deriver.for_model(m)
+    schema = RequestSchema.for_deriver(deriver)
+    good = []   # records the server's checks pass and the deriver answers, as the server does it
+    for start in range(0, len(records), 10_000):
+        checked = schema.parse(json.dumps(records[start:start + 10_000]).encode(), "application/json")
+        good += (start + checked.rows[deriver.derive(checked.frame()).rows]).tolist()
+        if len(good) >= n_batch: break
+    if len(good) < n_batch: raise SystemExit(f"only {len(good)} records pass the checks; the batch needs {n_batch}")
+    good = good[:n_batch]
+    records = [records[i] for i in good]
+    d = deriver.derive(records)
+    assert not d.errors and len(d.rows) == n_batch, d.errors
+    matrix, inputs = d.matrix, d.inputs
+    expected = booster.predict(matrix)
+    cats = list(d.categories)
+    mlflow_rows = [[(None if isinstance(v, float) and math.isnan(v) else (str(v) if c in cats else v))
+                    for c, v in zip(d.features, row)] for row in inputs.astype(object).itertuples(index=False)]
+    bare_rows = [[None if math.isnan(v) else v for v in row] for row in matrix.tolist()]
+    raw = t.iloc[good].reset_index(drop=True)
+    sink = pa.BufferOutputStream()
+    table = pa.Table.from_pandas(raw, preserve_index=False)
+    with pa.ipc.new_stream(sink, table.schema) as w: w.write_table(table)
+    enc = lambda o: json.dumps(o).encode()   # noqa: E731
+    mlflow_body = lambda rows: enc({"dataframe_split": {"columns": d.features, "data": rows}})   # noqa: E731
+    return {
+        "model": m, "expected": expected, "features": d.features,
+        "ours": [enc(r) for r in records[:DISTINCT]], "ours_batch": enc(records),
+        "ours_arrow": sink.getvalue().to_pybytes(),
+        "mlflow": [mlflow_body([r]) for r in mlflow_rows[:DISTINCT]], "mlflow_batch": mlflow_body(mlflow_rows),
+        "bare": [enc({"rows": [r]}) for r in bare_rows[:DISTINCT]], "bare_batch": enc({"rows": bare_rows}),
+    }
+
+
+# -------------------------------------------------------------------------------------------------------------- servers
+def bare_app(model_file: str):
+    "The bare FastAPI endpoint: ready model inputs in, booster.predict (one thread) out."
+    import lightgbm as lgb
+    import numpy as np
+    from fastapi import FastAPI, Request
+    booster = lgb.Booster(model_file=model_file)
+    app = FastAPI()
+
+    async def predict(request):
+        X = np.array((await request.json())["rows"], dtype=float)
+        return {"predictions": booster.predict(X, num_threads=1).tolist()}
+    predict.__annotations__ = {"request": Request, "return": dict}   # resolved here: this module's annotations are strings
+    app.post("/predict")(predict)
+    return app
+
+
+def mlflow_model(root: Path, m, folder: Path) -> tuple[str, str]:
+    "(model URI to serve, what it is): the registered version when its pyfunc predicts its own input example, else the wrapper."
+    os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    import logging
+    import warnings
+    import mlflow
+    import mlflow.pyfunc
+    warnings.showwarning = lambda *a, **k: None   # mlflow's advice on type hints and input examples (it resets filters itself)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    import pandas as pd
+    uri = f"models:/{m.name}/{m.version}"
+    info = mlflow.models.get_model_info(uri)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
+    try:
+        mlflow.pyfunc.load_model(uri).predict(pd.DataFrame(example["data"], columns=example["columns"]))
+        return uri, f"{uri} as registered (pyfunc flavour {info.flavors['python_function']['loader_module']})"
+    except Exception as e:   # what failed is reported, then the fair equivalent is served
+        why = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+
+    class Categorised(mlflow.pyfunc.PythonModel):
+        "The same LightGBM model file; categorical columns cast to the training categories, then booster.predict."
+        def __init__(self, cats: dict): self.cats = cats
+
+        def load_context(self, context):
+            import lightgbm as lgb
+            self.booster = lgb.Booster(model_file=context.artifacts["booster"])
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+            X = model_input.copy()
+            for c, cats in self.cats.items(): X[c] = pd.Categorical(X[c], categories=cats)
+            return self.booster.predict(X, num_threads=1)
+
+    cats = {c: list(v) for c, v in m.categories.items()}
+    path = folder / "pyfunc"
+    mlflow.pyfunc.save_model(path, python_model=Categorised(cats), artifacts={"booster": str(m.model_path)},
+                             signature=info.signature)
+    return str(path), (f"{uri} does not predict its own input example under pyfunc ({why}); served instead: the same "
+                       f"model file in a pyfunc PythonModel casting {', '.join(cats)} to the training categories, "
+                       "booster.predict num_threads=1, the registered signature")
+
+
+class Server:
+    "A server process started alone, its output to a file, stopped (SIGTERM, then kill) when done."
+    def __init__(self, what: str, cmd: list[str], port: int, ready_path: str, cwd: Path, env: dict, folder: Path):
+        self.what, self.port, self.log = what, port, open(folder / f"{what}.log", "w+")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        t0 = time.monotonic()
+        while True:
+            if self.proc.poll() is not None: raise SystemExit(f"{what} stopped:\n{self._tail()}")
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", ready_path)
+                if c.getresponse().status == 200: break
+            except OSError: pass
+            if time.monotonic() - t0 > 180: raise SystemExit(f"{what} did not answer within 180 s:\n{self._tail()}")
+            time.sleep(0.25)
+        self.start_s = time.monotonic() - t0
+
+    def _tail(self) -> str:
+        self.log.flush(); self.log.seek(0)
+        return self.log.read()[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)   # its own session: uvicorn and anything it started
+            try: self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9); self.proc.wait()
+        self.log.close()
+
+
+# -------------------------------------------------------------------------------------------------------------- clients
+def _post(conn: http.client.HTTPConnection, path: str, body: bytes, ctype: str) -> bytes:
+    conn.request("POST", path, body, {"Content-Type": ctype})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200: raise SystemExit(f"POST {path} answered {r.status}: {data[:500]!r}")
+    return data
+
+
+def sequential(port: int, path: str, bodies: list[bytes], n: int) -> dict:
+    "n single-row requests on one keep-alive connection, after a warm-up."
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for i in range(WARMUP): _post(conn, path, bodies[i % len(bodies)], "application/json")
+    times = []
+    t_all = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        _post(conn, path, bodies[i % len(bodies)], "application/json")
+        times.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - t_all
+    conn.close()
+    return _summary(times, wall)
+
+
+def concurrent(port: int, path: str, bodies: list[bytes], n: int, clients: int) -> dict:
+    "n single-row requests from `clients` threads, each its own keep-alive connection."
+    per, times, lock, errors = n // clients, [], threading.Lock(), []
+    conns = [http.client.HTTPConnection("127.0.0.1", port) for _ in range(clients)]
+    for c in conns: _post(c, path, bodies[0], "application/json")
+    go = threading.Barrier(clients + 1)
+
+    def client(k: int) -> None:
+        mine = []
+        go.wait()
+        try:
+            for i in range(per):
+                t0 = time.perf_counter()
+                _post(conns[k], path, bodies[(k * per + i) % len(bodies)], "application/json")
+                mine.append(time.perf_counter() - t0)
+        except BaseException as e:
+            errors.append(repr(e))
+        with lock: times.extend(mine)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads: t.start()
+    go.wait()
+    t_all = time.perf_counter()
+    for t in threads: t.join()
+    wall = time.perf_counter() - t_all
+    for c in conns: c.close()
+    if errors: raise SystemExit(f"{len(errors)} clients failed: {errors[0]}")
+    return _summary(times, wall)
+
+
+def batch(port: int, path: str, body: bytes, ctype: str, n_rows: int, values) -> dict:
+    "One large request, end to end (send, answer read and parsed), BATCH_REPEAT times; the predictions kept for the check."
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    times, preds = [], None
+    for _ in range(BATCH_REPEAT):
+        t0 = time.perf_counter()
+        out = json.loads(_post(conn, path, body, ctype))
+        preds = values(out)
+        times.append(time.perf_counter() - t0)
+        if len(preds) != n_rows: raise SystemExit(f"{path} answered {len(preds)} predictions for {n_rows} rows")
+    conn.close()
+    return {"median_ms": statistics.median(times) * 1e3, "best_ms": min(times) * 1e3, "preds": preds}
+
+
+def _summary(times: list[float], wall: float) -> dict:
+    q = statistics.quantiles(times, n=100, method="inclusive")
+    return {"p50_ms": statistics.median(times) * 1e3, "p99_ms": q[98] * 1e3, "rps": len(times) / wall, "n": len(times)}
+
+
+def _diff(got, expected) -> float:
+    import numpy as np
+    return float(np.abs(np.asarray(got, dtype=float) - expected[: len(got)]).max())
+
+
+# ----------------------------------------------------------------------------------------------------------------- main
+def measure(what: str, srv: Server, path: str, single: list[bytes], batches: list[tuple[str, bytes, str]], values,
+            data: dict, args) -> dict:
+    out = {"start_s": srv.start_s}
+    out["seq"] = sequential(srv.port, path, single, args.requests)
+    out["conc"] = concurrent(srv.port, path, single, args.requests, args.clients)
+    check = http.client.HTTPConnection("127.0.0.1", srv.port)
+    single_preds = [values(json.loads(_post(check, path, b, "application/json")))[0] for b in single[:50]]
+    check.close()
+    out["diff"] = _diff(single_preds, data["expected"])
+    for label, body, ctype in batches:
+        b = batch(srv.port, path, body, ctype, args.batch, values)
+        out["diff"] = max(out["diff"], _diff(b.pop("preds"), data["expected"]))
+        out[label] = b
+    print(f"  {what}: started in {srv.start_s:.1f} s; sequential p50 {out['seq']['p50_ms']:.2f} ms; "
+          f"largest |diff| vs in-process booster {out['diff']:.1e}; load {_load()}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--project", type=Path, help="a demo project with fleet version 1 approved (default: make one)")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--bare-app", nargs=2, metavar=("PORT", "MODEL_FILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.bare_app:   # the bare FastAPI server's own process
+        import uvicorn
+        uvicorn.run(bare_app(args.bare_app[1]), host="127.0.0.1", port=int(args.bare_app[0]), log_level="warning",
+                    access_log=False)
+        return
+    os.environ.update(OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    t_start, load_start = time.time(), _load()
+    print(f"bench_serve: {platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average at start {load_start}")
+    print("versions: " + ", ".join(f"{p} {metadata.version(p)}" for p in
+                                   ("mlflow", "lightgbm", "starlette", "fastapi", "uvicorn", "uvloop", "httptools")))
+    with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
+        tmp = Path(tmp)
+        root = args.project
+        if root is None:
+            root = tmp / "project"
+            root.mkdir()
+            t0 = time.monotonic()
+            make_project(root)
+            print(f"project: seatrial demo --rows 40000 and an approval, {time.monotonic() - t0:.0f} s")
+        root = root.resolve()
+        data = workload_data(root, args.batch)
+        m = data["model"]
+        print(f"model: {m.name} version {m.version}, {len(m.features)} inputs, {m.model_path}")
+        results = {}
+
+        port = _free_port()
+        srv = Server("ours", [str(SEATRIAL), "--root", str(root), "serve", "--port", str(port)], port, "/ready", root,
+                     _env(), tmp)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request("GET", "/model"); model = json.loads(conn.getresponse().read())
+            conn.request("GET", "/metrics"); metric_text = conn.getresponse().read().decode()
+            conn.close()
+            logging = "seatrial_log_rows_written" in metric_text
+            print(f"ours: {model['name']} version {model['version']} approved by {model['approved_by']}, predictor "
+                  f"{model['predictor']}; prediction log {'ON' if logging else 'not in this server yet'}")
+            ours_values = lambda o: [p["prediction"] for p in o["predictions"]]   # noqa: E731
+            results["ours"] = measure("ours", srv, "/predict", data["ours"],
+                                      [("batch_json", data["ours_batch"], "application/json"),
+                                       ("batch_arrow", data["ours_arrow"], "application/vnd.apache.arrow.stream")],
+                                      ours_values, data, args)
+        finally:
+            srv.stop()
+
+        uri, what = mlflow_model(root, m, tmp)
+        print(f"mlflow: {what}")
+        port = _free_port()
+        srv = Server("mlflow", [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", uri, "--env-manager",
+                                "local", "-h", "127.0.0.1", "-p", str(port)], port, "/ping", root,
+                     _env(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}"), tmp)
+        try:
+            results["mlflow"] = measure("mlflow", srv, "/invocations", data["mlflow"],
+                                        [("batch_json", data["mlflow_batch"], "application/json")],
+                                        lambda o: o["predictions"], data, args)
+        finally:
+            srv.stop()
+
+        port = _free_port()
+        srv = Server("bare", [sys.executable, __file__, "--bare-app", str(port), str(m.model_path)], port, "/docs", root,
+                     _env(), tmp)
+        try:
+            results["bare"] = measure("bare FastAPI", srv, "/predict", data["bare"],
+                                      [("batch_json", data["bare_batch"], "application/json")],
+                                      lambda o: o["predictions"], data, args)
+        finally:
+            srv.stop()
+
+    _table(results, args)
+    load_end = _load()
+    print(f"load average at end {load_end}; the run took {time.time() - t_start:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"load_start": load_start, "load_end": load_end, "results": results}, indent=2))
+
+
+def _table(r: dict, args) -> None:
+    rows = [  # label, (workload, figure), lower is better
+        (f"{args.requests:,} sequential, p50 (ms)", ("seq", "p50_ms"), True),
+        (f"{args.requests:,} sequential, p99 (ms)", ("seq", "p99_ms"), True),
+        (f"{args.requests:,} sequential, req/s", ("seq", "rps"), False),
+        (f"{args.clients} clients, req/s", ("conc", "rps"), False),
+        (f"{args.clients} clients, p99 (ms)", ("conc", "p99_ms"), True),
+        (f"{args.batch:,}-row batch JSON, median (ms)", ("batch_json", "median_ms"), True),
+        (f"{args.batch:,}-row batch JSON, best (ms)", ("batch_json", "best_ms"), True),
+        (f"{args.batch:,}-row batch Arrow IPC, median (ms)", ("batch_arrow", "median_ms"), True),
+        (f"{args.batch:,}-row batch Arrow IPC, best (ms)", ("batch_arrow", "best_ms"), True),
+    ]
+    def get(who: str, key: tuple) -> float | None: return r[who].get(key[0], {}).get(key[1])
+    def fmt(v: float | None, rate: bool) -> str: return "-" if v is None else f"{v:.0f}" if rate else f"{v:.2f}"
+    def ratio(o: float | None, peer: float | None, lower: bool) -> str:
+        return "-" if peer is None or o is None else f"{(peer / o if lower else o / peer):.2f}x"
+    print()
+    print(f"{'workload':<38}{'ours':>9}{'mlflow':>9}{'bare':>9}   {'mlflow/ours':>11}{'bare/ours':>10}")
+    for label, key, lower in rows:
+        o, mf, b = get("ours", key), get("mlflow", key), get("bare", key)
+        rate = "req/s" in label
+        print(f"{label:<38}{fmt(o, rate):>9}{fmt(mf, rate):>9}{fmt(b, rate):>9}   {ratio(o, mf, lower):>11}{ratio(o, b, lower):>10}")
+    print("ratios above 1: ours is faster. ours takes raw telemetry fields and derives the inputs; mlflow and bare take the "
+          "20 ready inputs.")
+
+
+if __name__ == "__main__":
+    main()
