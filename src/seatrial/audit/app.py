@@ -26,9 +26,9 @@ from ..display import count, number, percent, unit_symbol, when
 from ..evaluate import PRIMARY, metrics_by_regime, score
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'NOTEBOOK_EXTENSIONS', 'identical_note', 'queue_frame', 'drift_alert', 'QueueView',
-           'evidence_frame', 'headline_html', 'worse_regimes', 'worse_regimes_html', 'report_links', 'DecisionView',
-           'history_frame', 'HistoryView', 'AuditApp', 'load_notebook_offline']
+__all__ = ['HISTORY_COLUMNS', 'SERVICE_COLUMNS', 'NOTEBOOK_EXTENSIONS', 'identical_note', 'queue_frame', 'drift_alert',
+           'QueueView', 'evidence_frame', 'headline_html', 'worse_regimes', 'worse_regimes_html', 'report_links',
+           'DecisionView', 'history_frame', 'service_frame', 'HistoryView', 'AuditApp', 'load_notebook_offline']
 
 # %% ../../../nbs/26_audit_app.ipynb #c009
 _IN_TARGET_UNITS = ("rmse", "mae", "bias")
@@ -351,6 +351,25 @@ def history_frame(
         r["outcome"] = r["outcome"].replace("_", " ")
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
+SERVICE_COLUMNS = ["version", "role", "in service from", "until", "server"]
+_STILL = "still in service (or stopped without saying so)"
+
+def service_frame(
+    events: list[dict],  # from `model_server.service_events`, oldest first
+) -> pd.DataFrame:  # one row per period a version served, newest first
+    "When each version went into and out of service, and on which server; a period without an end is said to be open."
+    periods, open_ = [], {}
+    for e in events:
+        key = (e.get("server"), str(e.get("version")), e.get("role"))
+        if e.get("event") == "in":
+            open_[key] = len(periods)
+            periods.append({"version": key[1] + ("" if e.get("reviewed", True) else " (unreviewed)"),
+                            "role": str(key[2] or ""), "in service from": when(e.get("time")), "until": _STILL,
+                            "server": str(key[0] or "")})
+        elif e.get("event") == "out" and key in open_:
+            periods[open_.pop(key)]["until"] = when(e.get("time"))
+    return pd.DataFrame(periods[::-1], columns=SERVICE_COLUMNS)
+
 def _champions(entries: list[dict], model: str) -> list[str]:
     "The ledger's stack of champions of `model` (`entries` newest first, as `review.history` gives them)."
     return review._champions(list(reversed(entries)), model)
@@ -366,6 +385,8 @@ class HistoryView(Viewer):
         super().__init__(**params)
         self._table = pn.widgets.Tabulator(history_frame([]), disabled=True, show_index=False,
                                            sizing_mode="stretch_width", name="decision history")
+        self._service = pn.widgets.Tabulator(service_frame([]), disabled=True, show_index=False,
+                                             sizing_mode="stretch_width", name="in service")
         self._when = pn.widgets.DatetimePicker(name="Champion at (UTC; empty: now)", value=None)
         self._answer = pn.pane.Markdown("", css_classes=["champion-at"])
         self._comment = pn.widgets.TextInput(name="Rollback reason (required)", sizing_mode="stretch_width")
@@ -382,6 +403,8 @@ class HistoryView(Viewer):
         root, model = self.store.root, self.store.model
         entries = review.history(root, model or None) if root is not None else []
         self._table.value = history_frame(entries)
+        from seatrial.model_server import service_events
+        self._service.value = service_frame(service_events(root, model) if root is not None and model else [])
         self._champion_seen = review.champion(root, model) if root is not None and model else None
         stack = _champions(entries, model) if model else []
         who = self.store.identity
@@ -424,6 +447,7 @@ class HistoryView(Viewer):
 
     def __panel__(self):
         return pn.Column("## History", self._table, pn.Row(self._when, self._answer), self._back, self._message,
+                         "### In service (`seatrial serve`)", self._service,
                          sizing_mode="stretch_width", css_classes=["history-view"])
 
 # %% ../../../nbs/26_audit_app.ipynb #c018
