@@ -26,6 +26,12 @@ Workloads, each server in turn:
   for all three.
 - a 10,000-row batch end to end: the pre-encoded body sent, the answer read and `json.loads`-ed, its 10,000 predictions
   counted; 5 times, median and best. Ours: JSON records and an Arrow IPC stream of the raw columns.
+- ours only: the logger keeps up. One client sends single-row requests without pause for 60 s (--logger-seconds) while
+  the log's queue depth is read from /metrics every second: its largest depth, and rows predicted = rows written, read
+  back from the Parquet log after SIGTERM drained the server.
+- ours only: a hot swap under load. A new version is made (a second pipeline run, train.valid_fraction=0.3) and approved
+  with the real CLI while 16 clients send requests without pause; failed requests (must be 0), time to the first answer
+  by the new version, p99 overall and in the swap window (the approval's start to 1 s after that first answer).
 Every server's answers are checked against the in-process booster on the deriver's inputs (largest |difference| printed).
 Ratios are "times faster than ours" turned around: peer time / our time for latencies, our rate / peer rate for rates
 (above 1: ours is faster).
@@ -83,12 +89,26 @@ def _seatrial(root: Path, *args: str) -> str:
     return proc.stdout
 
 
+def _approve(root: Path, version: str, champion: str) -> None:
+    "Approve a version with the real CLI, on the evidence digest `review show` prints."
+    digest = re.search(r"^evidence ([0-9a-f]{64})$", _seatrial(root, "review", "show", "fleet", version), re.M).group(1)
+    _seatrial(root, "review", "approve", "fleet", version, "-m", "benchmark", "--evidence", digest, "--champion", champion,
+              "--user", "bench")
+
+
 def make_project(root: Path) -> None:
     "A demo project (40k rows) with fleet version 1 approved by the real CLI."
     _seatrial(root, "demo", "--rows", "40000", "-q")
-    digest = re.search(r"^evidence ([0-9a-f]{64})$", _seatrial(root, "review", "show", "fleet", "1"), re.M).group(1)
-    _seatrial(root, "review", "approve", "fleet", "1", "-m", "benchmark", "--evidence", digest, "--champion", "none",
-              "--user", "bench")
+    _approve(root, "1", "none")
+
+
+def second_version(root: Path) -> str:
+    "A version awaiting review for the swap (another model: train.valid_fraction=0.3), made once per project."
+    from seatrial.tracking import alias_version
+    _seatrial(root, "demo", "--rows", "40000", "-q", "-p", "train.valid_fraction=0.3")
+    version = alias_version(root, "fleet", "candidate")
+    if version is None: raise SystemExit("the second run registered no candidate version to swap to")
+    return str(version)
 
 
 def workload_data(root: Path, n_batch: int) -> dict:
@@ -297,6 +317,71 @@ def batch(port: int, path: str, body: bytes, ctype: str, n_rows: int, values) ->
     return {"median_ms": statistics.median(times) * 1e3, "best_ms": min(times) * 1e3, "preds": preds}
 
 
+def swap_under_load(root: Path, port: int, bodies: list[bytes], clients: int, version: str, champion: str) -> dict:
+    """`clients` threads send single-row requests without pause while `version` is approved with the real CLI (the
+    champion moves; the server's watcher loads, checks and swaps it): failures (must be 0), p99 overall and in the swap
+    window (from the approval's start to 1 s after the first answer by the new version), time to the first new answer."""
+    stop, lock, errors = threading.Event(), threading.Lock(), []
+    seen: list[tuple[float, float, str]] = []   # (start, seconds, version)
+
+    def client(k: int) -> None:
+        conn, mine, i = http.client.HTTPConnection("127.0.0.1", port, timeout=30), [], 0
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/predict", bodies[(k * 97 + i) % len(bodies)], {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                data = r.read()
+                if r.status != 200: errors.append(f"{r.status}: {data[:200]!r}")
+                else: mine.append((t0, time.perf_counter() - t0, json.loads(data)["predictions"][0]["version"]))
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(repr(e)); conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            i += 1
+        with lock: seen.extend(mine)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads: t.start()
+    time.sleep(3)
+    t_approve = time.perf_counter()
+    _approve(root, version, champion)
+    t_approved = time.perf_counter()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/ready"); ready = json.loads(conn.getresponse().read()); conn.close()
+        if ready["version"] == version: break
+    time.sleep(2)
+    stop.set()
+    for t in threads: t.join()
+    new = [t0 for t0, _, v in seen if v == version]
+    first_new = min(new) if new else None
+    window = [s for t0, s, _ in seen if t_approve <= t0 <= (first_new or t_approve) + 1.0]
+    q = lambda xs: statistics.quantiles(xs, n=100, method="inclusive")[98] * 1e3 if len(xs) >= 2 else float("nan")   # noqa: E731
+    return {"requests": len(seen), "failures": len(errors), "first_failure": errors[0] if errors else None,
+            "versions": sorted({v for _, _, v in seen}), "p99_ms": q([s for _, s, _ in seen]), "window_p99_ms": q(window),
+            "window_requests": len(window), "approve_s": t_approved - t_approve,
+            "first_new_after_approval_began_s": None if first_new is None else first_new - t_approve}
+
+
+def logger_keeps_up(port: int, bodies: list[bytes], seconds: float) -> dict:
+    """Single-row requests as fast as one client sends them for `seconds`, the log's queue read from /metrics every
+    second: its largest depth, and rows answered against rows the log wrote (read again after the server drained)."""
+    conn, mon = http.client.HTTPConnection("127.0.0.1", port), http.client.HTTPConnection("127.0.0.1", port)
+    depth, answered, i = [], 0, 0
+    end, next_look = time.monotonic() + seconds, time.monotonic() + 1
+    while time.monotonic() < end:
+        _post(conn, "/predict", bodies[i % len(bodies)], "application/json")
+        answered, i = answered + 1, i + 1
+        if time.monotonic() >= next_look:
+            next_look += 1
+            mon.request("GET", "/metrics")
+            m = re.search(r"^seatrial_log_queue_rows (\S+)$", mon.getresponse().read().decode(), re.M)
+            depth.append(float(m.group(1)))
+    conn.close(); mon.close()
+    return {"seconds": seconds, "answered": answered, "rate": answered / seconds, "max_queue_rows": max(depth),
+            "last_queue_rows": depth[-1], "queue_samples": len(depth)}
+
+
 def _summary(times: list[float], wall: float) -> dict:
     q = statistics.quantiles(times, n=100, method="inclusive")
     return {"p50_ms": statistics.median(times) * 1e3, "p99_ms": q[98] * 1e3, "rps": len(times) / wall, "n": len(times)}
@@ -332,6 +417,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--logger-seconds", type=float, default=60, help="the logger run's length (0: none)")
+    ap.add_argument("--no-swap", action="store_true", help="skip the swap under load (it makes a new version, ~100 s)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bare-app", nargs=2, metavar=("PORT", "MODEL_FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -377,8 +464,49 @@ def main() -> None:
                                       [("batch_json", data["ours_batch"], "application/json"),
                                        ("batch_arrow", data["ours_arrow"], "application/vnd.apache.arrow.stream")],
                                       ours_values, data, args)
+            if args.logger_seconds:
+                since = time.time()
+                results["logger"] = lg = logger_keeps_up(port, data["ours"], args.logger_seconds)
+                time.sleep(2)   # the log's age limit is 1 s: everything answered is written by now
+                conn = http.client.HTTPConnection("127.0.0.1", port)
+                conn.request("GET", "/metrics"); metric_text = conn.getresponse().read().decode()
+                conn.close()
+                figure = lambda name: float(re.search(rf"^{name} (\S+)$", metric_text, re.M).group(1))   # noqa: E731
+                lg["predicted_rows"] = figure(r'seatrial_predictions_count\{role="champion"\}')
+                lg["written_rows"] = figure("seatrial_log_rows_written_total")
+                lg["dropped_rows"] = figure("seatrial_log_dropped_rows_total")
         finally:
             srv.stop()
+        if args.logger_seconds:
+            from seatrial.predlog import prediction_folder, read_predictions
+            import pandas as pd
+            logged = read_predictions(prediction_folder(root, "fleet"), since=pd.Timestamp(since, unit="s", tz="UTC"))
+            lg["logged_in_window_after_drain"] = len(logged)
+            print(f"  logger: {lg['answered']:,} single-row requests in {lg['seconds']:.0f} s ({lg['rate']:.0f}/s); log queue "
+                  f"at most {lg['max_queue_rows']:.0f} rows, {lg['last_queue_rows']:.0f} at the end; rows predicted since the "
+                  f"server started {lg['predicted_rows']:.0f}, written {lg['written_rows']:.0f}, dropped "
+                  f"{lg['dropped_rows']:.0f}; in the log for the run's window after SIGTERM {len(logged):,} (answered "
+                  f"{lg['answered']:,})", flush=True)
+
+        if not args.no_swap:
+            t0 = time.monotonic()
+            version = second_version(root)
+            print(f"swap: version {version} made in {time.monotonic() - t0:.0f} s", flush=True)
+            port = _free_port()
+            srv = Server("ours-swap", [str(SEATRIAL), "--root", str(root), "serve", "--port", str(port), "--poll", "2"],
+                         port, "/ready", root, _env(), tmp)
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port)
+                conn.request("GET", "/ready"); champion = json.loads(conn.getresponse().read())["version"]
+                conn.close()
+                results["swap"] = sw = swap_under_load(root, port, data["ours"], args.clients, version, champion)
+            finally:
+                srv.stop()
+            print(f"  swap under load ({args.clients} clients, version {champion} -> {version}, --poll 2): {sw['requests']:,} "
+                  f"requests, {sw['failures']} failed{'' if not sw['failures'] else ' (first: ' + sw['first_failure'] + ')'}; "
+                  f"versions answering {', '.join(sw['versions'])}; the approval command ran {sw['approve_s']:.1f} s, the first "
+                  f"answer by the new version came {sw['first_new_after_approval_began_s']:.1f} s after it began; p99 {sw['p99_ms']:.1f} ms overall, "
+                  f"{sw['window_p99_ms']:.1f} ms in the swap window ({sw['window_requests']:,} requests)", flush=True)
 
         uri, what = mlflow_model(root, m, tmp)
         print(f"mlflow: {what}")
