@@ -147,3 +147,34 @@ def test_dataset_without_entities_or_grid(tmp_path):
     assert list(bad.rows) == [] and set(bad.errors) == {0, 1}
     assert "'stations'" in bad.errors[0] and "'long'" in bad.errors[1]
     assert bad.inputs.shape == (0, 4)
+
+
+def test_checked_one_record_as_in_a_batch(sample_model):
+    "One checked record alone (the server's shortest path) gives its row of the batch, bit for bit: known ids, an unknown "
+    "id under unknown_entity='missing', a null id, a time outside the grid; an unknown id under 'error' stays a row error."
+    _, deriver, predictions, raw = sample_model
+    schema = RequestSchema.for_deriver(deriver)
+    kept = predictions["row_id"].to_numpy()[:30]
+    records = raw.iloc[kept][deriver.fields].assign(time=lambda d: d["time"].astype(str)).to_dict("records")
+    records[4]["vessel_id"], records[5]["vessel_id"], records[6]["time"] = "NOPE404", None, "2031-01-01T00:00:00Z"
+    lenient = Deriver(deriver.config, deriver.features, deriver.categorical, deriver.categories, unknown_entity="missing")
+    for d in (deriver, lenient):
+        checked = schema.parse(json.dumps(records).encode(), "application/json")
+        batch = d.derive(checked)
+        position = checked.rows.tolist()   # request position of each checked row
+        at = {position[p]: k for k, p in enumerate(batch.rows.tolist())}
+        errors = {position[p]: e for p, e in batch.errors.items()}
+        for i, record in enumerate(records):
+            one = schema.parse(json.dumps(record).encode(), "application/json")
+            if i not in position:   # refused by the request checks already (a null id): never derived
+                assert len(one.rows) == 0 and one.problems
+                continue
+            alone = d.derive(one)
+            if i in errors:
+                assert alone.rows.tolist() == [] and alone.errors == {0: errors[i]} and alone.matrix.shape == (0, len(d.features))
+                continue
+            assert alone.errors == {} and alone.rows.tolist() == [0] and alone.matrix.dtype == np.float64
+            assert np.array_equal(alone.matrix[0], batch.matrix[at[i]], equal_nan=True), (d.unknown_entity, i)
+        assert list(errors) == ([4] if d is deriver else []) and (4 in at) == (d is lenient)
+    with pytest.raises(ValueError):   # the entity attributes a record's row views are never written
+        next(iter(deriver._attrs.values()))[0] = 0

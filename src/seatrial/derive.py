@@ -76,19 +76,23 @@ class _Rows:
     "The few DataFrame manners the registered feature functions use (`df[col]`, `df.index`, `len(df)`), over numpy columns."
     def __init__(self, columns: dict[str, np.ndarray], n: int):
         self._columns, self._n = columns, n   # `columns` grows as features are added
+        self._views: dict[str, _Column] = {}  # each column's `_Column` view, made the first time a function asks
     @property
     def index(self) -> pd.RangeIndex: return pd.RangeIndex(self._n)   # made when asked: most functions never ask
     @property
     def columns(self) -> list[str]: return list(self._columns)
-    def __getitem__(self, name: str) -> _Column: return self._columns[name].view(_Column)
+    def __getitem__(self, name: str) -> _Column:
+        v = self._views.get(name)
+        if v is None: v = self._views[name] = self._columns[name].view(_Column)   # a column is never replaced once added
+        return v
     def __len__(self) -> int: return self._n
     def frame(self) -> pd.DataFrame:
         "The same columns as a real DataFrame, for a feature function that needs more than the manners above."
         return pd.DataFrame({c: np.asarray(v) for c, v in self._columns.items()}, index=self.index)
 
-def _feature(name: str, rows: _Rows) -> np.ndarray:
-    "Registered feature `name` on `rows`, converted as `compute_features` converts it."
-    fn = FEATURES[name].fn
+def _feature(name: str, rows: _Rows, fn=None) -> np.ndarray:
+    "Registered feature `name` (its function `fn`, when looked up already) on `rows`, converted as `compute_features` converts it."
+    fn = FEATURES[name].fn if fn is None else fn
     try: value = fn(rows)
     except (AttributeError, TypeError): value = fn(rows.frame())   # a function using more of pandas gets a DataFrame
     return np.asarray(value, dtype=float)
@@ -105,25 +109,29 @@ class _GridArray:
         return self if dims == self.dims else _GridArray(self.values.transpose([self.dims.index(d) for d in dims]), dims)
     def isel(self, box: dict[str, slice]) -> _GridArray:
         "The sub-array of index slices `box` (a view, no copy)."
+        if self.dims is _DIMS and len(box) == 3:   # a point's 2 x 2 x 2 box (sample_grid's one-record path): no loop
+            try: return _GridArray(self.values[box["time"], box["lat"], box["lon"]], _DIMS)
+            except KeyError: pass
         return _GridArray(self.values[tuple([box.get(d, _ALL) for d in self.dims])], self.dims)
     def min(self): return self.values.min()
     def max(self): return self.values.max()
 
 class _MemoryGrid:
     "A gridded Dataset held as numpy arrays (time, lat, lon), answering what `sample_grid` asks of an xarray Dataset."
-    def __init__(self, coords: dict[str, np.ndarray], data: dict[str, np.ndarray]): self.coords, self.data = coords, data
+    def __init__(self, coords: dict[str, np.ndarray], data: dict[str, np.ndarray]):
+        self.coords, self.data = coords, data
+        self.data_vars = list(data)
+        # what `ds[name]` answers, made once: sample_grid asks about fifteen times per record
+        self._arrays = {**{v: _GridArray(a, _DIMS) for v, a in data.items()}, **{d: _GridArray(c, (d,)) for d, c in coords.items()}}
     @classmethod
     def load(cls, ds, variables: Sequence[str]) -> _MemoryGrid:
         "Read the variables into memory, once."
         # the time axis as sample_grid's float nanoseconds, converted once rather than per request
         return cls({d: _as_ns(ds[d].to_numpy()) if d == "time" else ds[d].to_numpy() for d in _DIMS},
                    {v: np.ascontiguousarray(ds[v].transpose(*_DIMS).to_numpy()) for v in variables})
-    @property
-    def data_vars(self) -> list[str]: return list(self.data)
     def __getitem__(self, key):
         if isinstance(key, list): return _MemoryGrid(self.coords, {v: self.data[v] for v in key})
-        if key in self.coords: return _GridArray(self.coords[key], (key,))
-        return _GridArray(self.data[key], _DIMS)
+        return self._arrays[key]
     def isel(self, box: dict[str, slice]) -> _MemoryGrid:
         "The sub-grid of index slices `box` (a view, no copy)."
         s = tuple(box.get(d, slice(None)) for d in _DIMS)
@@ -170,6 +178,7 @@ class Deriver:
             # one more row at the end, all missing: where an unknown id points
             self._attrs = {c: np.append(ents[c].to_numpy(dtype=object if ents[c].dtype.kind not in "biuf" else float), np.nan)
                            for c in self.entity_columns}
+            for a in self._attrs.values(): a.flags.writeable = False   # one record's row is a view of them: never written
         self.grid_variables = list(config.grid.variables) if config.grid else []
         self._grid = None
         if config.grid is not None:   # into memory once: a request never touches the disk
@@ -179,6 +188,8 @@ class Deriver:
         numeric = {*t.features, t.lat, t.lon, *self.features} - set(self.categorical) - set(t.categorical)
         self._numeric = [c for c in self.fields if c in numeric]
         self._required = [c for c in self.fields if config.missing_rule(c) == "reject"]
+        self._fns = [(n, FEATURES[n].fn) for n in self.derived]
+        self._inputs = [(f, self._codes.get(f)) for f in self.features]   # (model input, training's codes when categorical)
 
     @classmethod
     def from_config(cls,
@@ -330,9 +341,28 @@ def _unknown_ids(d: Deriver, cols: dict[str, np.ndarray], n: int) -> dict[int, s
                 f"({d.config.entities.path.name}); use a known id, or add it there and restart")
             for i in unknown if not pd.isna(ids[i])}
 
+def _derive_one(d: Deriver, records: Checked) -> Derived | None:
+    "A checked request of one typed record the shortest way (the server's common case); None when the general path must answer (an error)."
+    cols = dict(records.columns)
+    t = d.config.table
+    if d._row:   # the entity looked up once: the check and the join share it
+        v = cols[t.entity][0]
+        i = d._row.get(str(v), -1)
+        if i < 0 and d.unknown_entity == "error" and not pd.isna(v): return None   # named by `_unknown_ids` on the general path
+        for c, a in d._attrs.items(): cols[c] = a[i:i + 1] if i >= 0 else a[-1:]   # read-only views, the values `a[at]` copies
+    if d._grid is not None:
+        cols.update(sample_grid(d._grid, d.grid_variables, cols[t.time], cols[t.lat], cols[t.lon])[0])
+    frame = _Rows(cols, 1)
+    for name, fn in d._fns: cols[name] = _feature(name, frame, fn)
+    # its row converted value by value, as the column copies of the general path convert them
+    X = np.array([[cols[f][0] if c is None else _code(c, cols[f][0]) for f, c in d._inputs]], dtype=np.float64)
+    return Derived(X, np.arange(1), {}, list(d.features), dict(d.categories))
+
 def _derive(d: Deriver, records) -> Derived:
     "Raw records -> `Derived`, on numpy columns: the registered functions see the same values as in the features stage."
     text = isinstance(records, Checked)   # ids are text (or null) there
+    if text and len(records.rows) == 1 and not [f for f in d.fields if f not in records.columns] and _typed(d, records.columns):
+        if (one := _derive_one(d, records)) is not None: return one
     if text:   # the model server's path: typed by the request checks, no pandas
         if missing := [f for f in d.fields if f not in records.columns]:
             raise DeriveError(f"the checked request lacks field(s) {missing}; build its schema with RequestSchema.for_deriver")
@@ -351,8 +381,8 @@ def _derive(d: Deriver, records) -> Derived:
         values, _ = sample_grid(d._grid, d.grid_variables, cols[t.time], cols[t.lat], cols[t.lon])
         cols.update(values)
     frame = _Rows(cols, m)
-    for name in d.derived:
-        cols[name] = _feature(name, frame) if m else np.empty(0)
+    for name, fn in d._fns:
+        cols[name] = _feature(name, frame, fn) if m else np.empty(0)
     if m == 1:   # one record: its row converted value by value, as the column copies below convert them
         codes = d._codes
         X = np.array([[_code(codes[f], cols[f][0]) if f in codes else cols[f][0] for f in d.features]], dtype=np.float64)
