@@ -232,10 +232,11 @@ class ExportReport:
     opset: dict                # ONNX operator set versions by domain ("" is the default domain)
     size: int                  # bytes written
     seconds: float             # the whole export, gate and check included
+    unit: str = ""             # the target's unit (differences are in it), from the dataset config
 
     def lines(self) -> list[str]:
         "The report, as `seatrial export` prints it."
-        c, kb = self.check, self.size / 1024
+        c, kb, u = self.check, self.size / 1024, f" {self.unit}" if self.unit else ""
         ops = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(self.opset.items()))
         who = (f"approved by {self.approved_by} at {self.approved_at}, evidence {self.evidence_digest}" if self.reviewed else
                "UNREVIEWED: exported with --unreviewed, no approval was checked (the file's metadata says so)")
@@ -243,11 +244,11 @@ class ExportReport:
         return [f"wrote {self.path} ({kb:,.0f} KB; ONNX opsets: {ops})",
                 f"{self.name} version {self.version}: {who}",
                 f"checked on {c.rows:,} test rows, onnxruntime (1 thread, float32 inputs) against LightGBM on the same rows: "
-                f"largest |difference| {c.largest_difference:.3g} (row_id {c.row}); tolerance {c.tolerance:.3g} "
+                f"largest |difference| {c.largest_difference:.3g}{u} (row_id {c.row}); tolerance {c.tolerance:.3g}{u} "
                 f"= ({self.trees} trees + 1) x float32 epsilon {EPS32:.3g} x the largest |prediction|",
                 f"against LightGBM on the float64 rows (input rounding included, as a server feeding float32 would see): "
-                f"largest |difference| {c.float64_difference:.3g} (row_id {c.float64_row}); LightGBM on these rows against the "
-                f"evaluate stage's stored predictions: {c.stored_difference:.3g}",
+                f"largest |difference| {c.float64_difference:.3g}{u} (row_id {c.float64_row}); LightGBM on these rows against the "
+                f"evaluate stage's stored predictions: {c.stored_difference:.3g}{u}",
                 f"input: 'input', float32 [rows, {len(self.features)}], columns {', '.join(self.features)}" +
                 (f"; categorical as codes ({cats}), NaN for missing or unseen" if cats else ""),
                 f"done in {self.seconds:.1f} s"]
@@ -309,4 +310,12 @@ def export_model(
     _write_atomic(path, data)
     return ExportReport(path, name, m.version, "onnx", m.reviewed, m.approved_by, m.approved_at, m.evidence_digest, check,
                         booster.num_trees(), tuple(m.features), {f: tuple(v) for f, v in m.categories.items()},
-                        {o.domain: o.version for o in onx.opset_import}, len(data), time.perf_counter() - t0)
+                        {o.domain: o.version for o in onx.opset_import}, len(data), time.perf_counter() - t0, _unit(m))
+
+def _unit(m: SailingModel) -> str:
+    "The unit of the model's target, as its dataset config names it ('' when none is known)."
+    if m.config is None or m.task == "classification": return ""
+    from seatrial.dataset import load_config
+    from seatrial.display import vocabulary
+    v = vocabulary(load_config(m.config))
+    return v.unit(v.target) or ""
