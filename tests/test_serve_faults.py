@@ -65,6 +65,7 @@ def test_a_100_mb_body_is_refused_without_reading_it_and_the_model_file_replaced
     app = make_app(root, "fleet", poll_s=3600)   # no lifespan: the watcher never runs, reloads are asked for here
     server = app.state.server
     assert _predict(app)[0] == 200
+    _openapi_matches_the_app(app)
 
     one_mb = b" " * MB
     declared = {"content-type": "application/json", "content-length": str(100 * MB)}
@@ -96,6 +97,31 @@ def test_a_100_mb_body_is_refused_without_reading_it_and_the_model_file_replaced
     metrics = _metrics_text(app)
     assert re.search(r"^seatrial_refused_swaps_total 1\.0$", metrics, re.M), metrics
     assert 'seatrial_requests_total{route="/predict",status="413"} 2.0' in metrics
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, dict): return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list): return [r for v in node for r in _refs(v)]
+    return []
+
+
+def _openapi_matches_the_app(app) -> None:
+    "GET /openapi.json describes every route and method of the app and nothing else, with the scope each needs."
+    from seatrial.api_tokens import OPEN, ROUTE_ACCESS
+    status, doc, _ = _call(app, "GET", "/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1"), doc
+    routes = {(r.path, m.lower()) for r in app.routes for m in r.methods if m != "HEAD"}
+    assert {(p, m) for p, ops in doc["paths"].items() for m in ops} == routes
+    for (path, method) in routes:
+        op = doc["paths"][path][method]
+        assert op["responses"] and op["summary"], (path, method)
+        rule = ROUTE_ACCESS[path]
+        assert op["security"] == ([] if rule == OPEN else [{"bearer": [rule]}]), (path, op["security"])
+    schemas = doc["components"]["schemas"]
+    for ref in _refs(doc):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
+    assert list(schemas["Record"]["properties"]) == list(app.state.server.current.schema.fields)
+    assert "t/day" in doc["paths"]["/predict"]["post"]["summary"]
 
 
 def _metrics_text(app) -> str:

@@ -29,7 +29,7 @@ from .core import SeatrialError
 # %% auto #0
 __all__ = ['PREDICTOR', 'ONE_ROW_PREDICTOR', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE', 'SERVICE_EVENTS', 'ServeError',
            'Served', 'single_row_predictor', 'load_served', 'share_of', 'challenger_mask', 'ModelServer',
-           'check_feedback', 'service_path', 'record_service', 'service_events', 'make_app', 'default_model',
+           'check_feedback', 'service_path', 'record_service', 'service_events', 'openapi', 'make_app', 'default_model',
            'serve_model']
 
 # %% ../../nbs/34_model_server.ipynb #c006
@@ -663,6 +663,81 @@ def _close(self: ModelServer, timeout: float = 10.0) -> bool:
 
 ModelServer._event, ModelServer.open, ModelServer.close = _event, _open, _close
 
+# %% ../../nbs/34_model_server.ipynb #c111
+def _json_body(ref: str, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+def _refusals(*statuses: int) -> dict:
+    said = {401: "no API token, or one the server does not know (when tokens are configured)",
+            403: "the token lacks the route's scope", 409: "the reload was refused: the version may not sail (see reason)",
+            413: "the body is too large (bytes or rows)", 415: "a content type the route does not read",
+            422: "the request's fields, by row and field", 503: "the prediction log cannot take it now"}
+    return {str(s): _json_body("RequestError", said[s]) for s in statuses}
+
+def openapi(
+    served: Served,   # the version whose request schema the document describes
+) -> dict:            # an OpenAPI 3.1 document of every route of the app
+    "The OpenAPI description of the model server's routes: request and answer bodies, refusals, and the scope each route needs."
+    from seatrial.api_tokens import OPEN, ROUTE_ACCESS
+    from seatrial.request import MEDIA
+    m, t = served.model, served.target
+    unit = f" ({t['unit']})" if t.get("unit") else ""
+    batch = {media: {"schema": {"type": "string", "contentMediaType": media, "description": "a batch: the fields as columns"}}
+             for media, kind in MEDIA.items() if kind != "json"}
+    ent = served.entity
+    feedback = {"type": "object", "required": ["observed"], "additionalProperties": False,
+                "properties": {"prediction_id": {"type": "string", "description": "the id /predict answered the row with"},
+                               "observed": {"type": "number", "description": f"the observed {t.get('label') or 'target'}{unit}"},
+                               "entity": {"type": "string", "description": "the entity id, with time, when the prediction id is not known"},
+                               "time": {"type": "string", "format": "date-time", "description": "the time of the prediction's record, with a zone"},
+                               **({ent: {"type": "string", "description": f"the same as entity: {ent}"}} if ent else {})}}
+    answer = {"type": "object", "properties": {
+        "model": {"type": "string"}, "version": {"type": "string"}, "reviewed": {"type": "boolean"},
+        "target": {"type": "object", "description": "name, label and unit of what is predicted"},
+        "predictions": {"type": "array", "items": {"type": "object", "properties": {
+            "row": {"type": "integer", "description": "the row's position in the request"},
+            "prediction": {"type": "number", "description": f"{t.get('label') or 'prediction'}{unit}"},
+            "prediction_id": {"type": ["string", "null"], "description": "its id in the prediction log (for /feedback)"},
+            "role": {"type": "string", "enum": ["champion", "challenger"]}, "version": {"type": "string"}}}},
+        "errors": {"type": "object", "description": "refused row (its position) -> its problems, by field"}}}
+    obj = lambda description: {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}   # noqa: E731
+    ops = {
+        ("/predict", "post"): {"summary": f"predict {t.get('label') or 'the target'}{unit} for one record or a batch",
+                               "requestBody": {"required": True, "content": {
+                                   "application/json": {"schema": {"$ref": "#/components/schemas/Records"}}, **batch}},
+                               "responses": {"200": _json_body("Answer", "every good row answered; bad rows under errors"),
+                                             **_refusals(401, 403, 413, 415, 422)}},
+        ("/feedback", "post"): {"summary": "the observed target of earlier predictions, by prediction id or by entity and time",
+                                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                                    {"$ref": "#/components/schemas/Feedback"},
+                                    {"type": "array", "items": {"$ref": "#/components/schemas/Feedback"}}]}}}},
+                                "responses": {"200": obj("stored: how many records"), **_refusals(401, 403, 413, 415, 422, 503)}},
+        ("/model", "get"): {"summary": "the version served: who approved it and when, evidence digest, features, request schema",
+                            "responses": {"200": obj("the version served"), **_refusals(401, 403)}},
+        ("/openapi.json", "get"): {"summary": "this document", "responses": {"200": obj("OpenAPI 3.1"), **_refusals(401, 403)}},
+        ("/health", "get"): {"summary": "the process is up", "responses": {"200": obj("up")}},
+        ("/ready", "get"): {"summary": "ready to answer with a sound version and log",
+                            "responses": {"200": obj("ready"), "503": obj("not ready, with the reason")}},
+        ("/metrics", "get"): {"summary": "Prometheus text exposition", "responses": {
+            "200": {"description": "the server's series", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_refusals(401, 403)}},
+        ("/admin/reload", "post"): {"summary": "look at the champion now; swap when it moved",
+                                    "responses": {"200": obj("swapped or unchanged"), **_refusals(401, 403, 409)}},
+    }
+    paths: dict = {}
+    for (path, method), op in ops.items():
+        rule = ROUTE_ACCESS.get(path)
+        op = dict(op, security=[] if rule == OPEN else [{"bearer": [rule]}])
+        paths.setdefault(path, {})[method] = op
+    return {"openapi": "3.1.0",
+            "info": {"title": f"seatrial model server: {m.name}", "version": m.version,
+                     "description": f"{m.name} version {m.version}" + ("" if m.reviewed else " (UNREVIEWED)") +
+                                    ": only an approved version sails. Scopes apply when the server has API tokens."},
+            "paths": paths,
+            "components": {"schemas": {**served.schema.openapi(), "Answer": answer, "Feedback": feedback},
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                          "description": "an API token (seatrial tokens add); its scopes"}}}}
+
 # %% ../../nbs/34_model_server.ipynb #c017
 def _json(body: Any, status: int = 200, headers: dict | None = None):
     from starlette.responses import Response
@@ -754,6 +829,7 @@ def _routes(server: ModelServer) -> list:
     return [Route("/predict", predict, methods=["POST"]),
             Route("/feedback", feedback, methods=["POST"]),
             Route("/model", simple("/model", lambda: _json(server.current.description))),
+            Route("/openapi.json", simple("/openapi.json", lambda: _json(openapi(server.current)))),
             Route("/health", simple("/health", lambda: _json({"status": "up"}))),
             Route("/ready", simple("/ready", ready)),
             Route("/metrics", simple("/metrics", metrics)),
