@@ -82,6 +82,20 @@ def approve_with_cli(root: Path, version: str, champion: str) -> str:
     return digest
 
 
+def telemetry_records(root: Path, n: int) -> list[dict]:
+    "Raw telemetry rows of a project's demo data, as a client of the model server sends them: ISO times with a zone, missing as null."
+    import math
+
+    import pandas as pd
+    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet").iloc[:: 997].head(n)
+    fields = ["time", "vessel_id", "lat", "lon", "stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
+    out = []
+    for rec in t[fields].to_dict("records"):
+        rec["time"] = rec["time"].isoformat().replace("+00:00", "Z")
+        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
+    return out
+
+
 def copy_pipeline(dst: Path) -> Path:
     "A private copy of the stage notebooks, to break on purpose."
     shutil.copytree(PIPELINE, dst)

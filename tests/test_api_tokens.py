@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import socket
 import threading
 import time
 
@@ -14,17 +13,12 @@ import pandas as pd
 import pytest
 from starlette.routing import Route
 from conftest import approve_with_cli, run_seatrial
+from loopback import free_port
 
 from seatrial.access import add_user, read_users
 from seatrial.api_tokens import (OPEN, ROUTE_ACCESS, SCOPES, RouteRuleError, TokenGate, UnprotectedBindError, add_token,
                                  check_routes, protect, read_tokens, remove_token, token_digest)
 from seatrial.model_server import make_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _record(root) -> dict:
@@ -40,7 +34,7 @@ class _Uvicorn:
     "An ASGI app under uvicorn on 127.0.0.1, in a thread of this process."
     def __init__(self, app):
         import uvicorn
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         port = int(self.url.rsplit(":", 1)[1])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                                     access_log=False, lifespan="on"))

@@ -2,30 +2,22 @@
 two-version fleet project, decided with the real `seatrial review`; requests made with httpx."""
 from __future__ import annotations
 
-import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import httpx
 import numpy as np
-import pandas as pd
-from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial
+from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial, telemetry_records
+from loopback import free_port
 
 from seatrial.derive import Deriver
 from seatrial.model_server import service_events
 from seatrial.review import ledger_path
 from seatrial.sail import approved_model
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict:
@@ -49,17 +41,6 @@ def _wait_up(proc: subprocess.Popen, url: str, limit_s: float = 90) -> None:
     raise AssertionError(f"the server did not answer /health within {limit_s} s")
 
 
-def _records(root, n: int) -> list[dict]:
-    "Raw telemetry rows from the project's demo data, as a client sends them: ISO times with a zone, missing as null."
-    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet").iloc[:: 997].head(n)
-    fields = ["time", "vessel_id", "lat", "lon", "stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
-    out = []
-    for rec in t[fields].to_dict("records"):
-        rec["time"] = rec["time"].isoformat().replace("+00:00", "Z")
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
-    return out
-
-
 def _expected(root, version: str, records: list[dict]) -> np.ndarray:
     "What the version's booster predicts on the deriver's inputs for these records, in process."
     m = approved_model(root, "fleet", version)
@@ -81,7 +62,7 @@ def test_refuses_to_start_without_an_approved_version_or_on_a_public_address(fle
     for args, said in ((["--version", "2"], "fleet version 2 may not sail"),
                        ([], "fleet has no champion"),
                        (["--address", "0.0.0.0"], "--address 0.0.0.0 is not a loopback address")):
-        proc = run_seatrial(root, "serve", "--port", str(_free_port()), *args)
+        proc = run_seatrial(root, "serve", "--port", str(free_port()), *args)
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.startswith("seatrial: error: ") and said in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -90,7 +71,7 @@ def test_refuses_to_start_without_an_approved_version_or_on_a_public_address(fle
 def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project):
     root = fleet_project
     _approve(root, "1", "none")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(root, "--port", str(port), "--poll", "0.5")
     try:
@@ -105,7 +86,7 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         assert {"Record", "Records", "RequestError"} <= set(model["request_schema"])
 
         # predictions equal the booster's on the deriver's inputs: one record, then a batch
-        records = _records(root, 40)
+        records = telemetry_records(root, 40)
         expected = _expected(root, "1", records)
         one = client.post("/predict", json=records[0]).json()
         assert (one["model"], one["version"], one["reviewed"], one["errors"]) == ("fleet", "1", True, {})

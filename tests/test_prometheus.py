@@ -12,12 +12,10 @@ import subprocess
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
-from conftest import REPO, SEATRIAL, approve_with_cli
+from conftest import REPO, SEATRIAL, approve_with_cli, telemetry_records
 from loopback import free_port
 
 DASHBOARD = REPO / "docs" / "grafana" / "seatrial-serving.json"
@@ -80,17 +78,6 @@ def served(fleet_base, tmp_path_factory):
             _stop(proc)
 
 
-def _records(root: Path, n: int) -> list[dict]:
-    "Raw telemetry rows of the demo, as a client sends them: ISO times with a zone, missing as null."
-    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet").iloc[:: 997].head(n)
-    fields = ["time", "vessel_id", "lat", "lon", "stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
-    out = []
-    for rec in t[fields].to_dict("records"):
-        rec["time"] = rec["time"].isoformat().replace("+00:00", "Z")
-        out.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()})
-    return out
-
-
 def _until(read, want, limit_s: float = 30):
     "`read()` once it equals `want` (Prometheus scrapes every second), or the last value read after `limit_s`."
     end = time.monotonic() + limit_s
@@ -138,7 +125,7 @@ def test_prometheus_scrapes_what_the_server_answered(served, tmp_path):
             p = Prom(prom_url)
 
             # what is sent to /predict, counted here by status: 200s (one record, batches, a batch with a bad row) and refusals
-            records = _records(root, 20)
+            records = telemetry_records(root, 20)
             sent, rows = {"200": 0, "422": 0, "415": 0}, []
             with httpx.Client(base_url=url, timeout=30) as c:
                 def send(status: str, n_rows: int | None, **kw) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import approve_with_cli
+from loopback import free_port
 
 from seatrial.model_server import make_app
 
@@ -138,12 +138,6 @@ def _metrics_text(app) -> str:
     return out["body"].decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
     "A real MLflow tracking server in front of the project's SQLite store, on loopback."
     mlflow = Path(sys.executable).parent / "mlflow"
@@ -170,7 +164,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_the_registry_unreachable_during_a_reload_keeps_the_version_serving_and_says_so(approved, monkeypatch):
-    root, port = approved, _free_port()
+    root, port = approved, free_port()
     registry = _mlflow_server(root, port)
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
