@@ -14,8 +14,9 @@ import warnings
 import httpx
 import numpy as np
 import pytest
-from conftest import approve_with_cli as _approve
-from test_model_server import _env, _expected, _free_port, _records, _serve, _stop, _wait_up
+from conftest import approve_with_cli as _approve, telemetry_records
+from loopback import free_port
+from test_model_server import _env, _expected, _serve, _stop, _wait_up
 
 from seatrial.model_server import ModelServer, challenger_mask, service_events, share_of
 from seatrial.predlog import SegmentSkippedWarning, prediction_folder, read_feedback, read_predictions
@@ -58,13 +59,13 @@ def test_the_challenger_share_holds_over_10000_entities_and_is_sticky():
 def test_every_answer_is_logged_feedback_is_stored_and_sigterm_loses_nothing(fleet_project):
     root = fleet_project
     _approve(root, "1", "none")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(root, "--port", str(port))
     try:
         _wait_up(proc, url)
         c = httpx.Client(base_url=url, timeout=30)
-        records = _records(root, 30)
+        records = telemetry_records(root, 30)
         expected = _expected(root, "1", records)
         answered: dict[str, float] = {}
         for rec in records[:20]:                               # single records
@@ -138,14 +139,14 @@ def test_every_answer_is_logged_feedback_is_stored_and_sigterm_loses_nothing(fle
 def test_kill_9_loses_at_most_the_last_second_and_leaves_every_segment_readable(fleet_project):
     root = fleet_project
     _approve(root, "1", "none")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve(root, "--port", str(port))
     answered: list[tuple[float, str]] = []
     stop = threading.Event()
     try:
         _wait_up(proc, url)
-        records = _records(root, 20)
+        records = telemetry_records(root, 20)
 
         def hammer():
             with httpx.Client(base_url=url, timeout=10) as c:
@@ -183,10 +184,10 @@ def test_challenger_answers_the_same_vessels_every_time_and_the_shadow_is_logged
     with pytest.raises(SailError, match="fleet version 2 may not sail"):   # the challenger goes through the same gate
         ModelServer(root, "fleet", challenger="2")
     _approve(root, "2", "1")   # champion 2; version 1 stays approved
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _serve_py(root, port, challenger="1", share=0.5, shadow="1")
-    records = _records(root, 60)
+    records = telemetry_records(root, 60)
     vessels = sorted({r["vessel_id"] for r in records})
     side = {v: "challenger" if share_of(v) < 0.5 else "champion" for v in vessels}
     assert set(side.values()) == {"champion", "challenger"}, side   # both sides have vessels in this sample
@@ -236,14 +237,14 @@ def test_challenger_answers_the_same_vessels_every_time_and_the_shadow_is_logged
 def test_a_full_disk_for_the_log_is_said_by_ready_while_predictions_answer(fleet_project):
     root = fleet_project
     _approve(root, "1", "none")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # every file the server writes is limited to 4 KiB: the service log's lines fit, no Parquet segment does (EFBIG)
     proc = _serve_py(root, port, preexec=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)))
     try:
         _wait_up(proc, url)
         c = httpx.Client(base_url=url, timeout=30)
-        records = _records(root, 10)
+        records = telemetry_records(root, 10)
         for rec in records: assert c.post("/predict", json=rec).status_code == 200
         t0, ready = time.monotonic(), c.get("/ready")
         while time.monotonic() - t0 < 30 and ready.status_code == 200:
