@@ -497,10 +497,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _instant_ns(value: Any) -> int | str:
     "An ISO 8601 time with a zone as UTC nanoseconds, or what is wrong with it."
-    if not isinstance(value, str): return f"{value!r:.40} is not a time: give ISO 8601 text with a zone"
+    from seatrial.request import _say   # a client's value as JSON, cut short
+    if not isinstance(value, str): return f"{_say(value)} is not a time: give ISO 8601 text with a zone"
     try: t = datetime.fromisoformat(value)
-    except ValueError: return f"{value!r:.40} is not an ISO 8601 time, e.g. 2024-03-01T06:00:00Z"
-    if t.tzinfo is None: return f"{value!r:.40} has no zone: add one, e.g. Z or +00:00"
+    except ValueError: return f"{_say(value)} is not an ISO 8601 time, e.g. 2024-03-01T06:00:00Z"
+    if t.tzinfo is None: return f"{_say(value)} has no zone: add one, e.g. Z or +00:00"
     return (t - _EPOCH) // timedelta(microseconds=1) * 1000
 
 def check_feedback(
@@ -509,7 +510,7 @@ def check_feedback(
     max_rows: int = 10_000,           # records per request at most
 ) -> dict[str, list]:  # {"prediction_id", "observed_by_id", "entity", "time_ns", "observed_by_entity"}
     "Check /feedback records; any bad record refuses the whole request (422) naming every bad row and field."
-    from seatrial.request import RowsRefusedError, TooLargeError, WrongShapeError
+    from seatrial.request import RowsRefusedError, TooLargeError, WrongShapeError, _say
     recs = [records] if isinstance(records, dict) else records
     if not isinstance(recs, list) or not recs:
         raise WrongShapeError.say("the body must be one feedback record (a JSON object) or a non-empty list of them, e.g. "
@@ -528,14 +529,14 @@ def check_feedback(
         obs = r.get("observed")
         if obs is None: ps.append({"field": "observed", "problem": "missing: give the observed target, a number"})
         elif isinstance(obs, bool) or not isinstance(obs, (int, float)) or not math.isfinite(obs):
-            ps.append({"field": "observed", "problem": f"{obs!r:.40} is not a finite number"})
+            ps.append({"field": "observed", "problem": f"{_say(obs)} is not a finite number"})
         pid, tm = r.get("prediction_id"), r.get("time")
         efield = "entity" if "entity" in r or not entity_field else entity_field
         ent = r.get(efield)
         t = None
         if pid is not None:
             if not isinstance(pid, str) or not pid.strip():
-                ps.append({"field": "prediction_id", "problem": f"{pid!r:.40} is not a prediction id (text, as /predict returned it)"})
+                ps.append({"field": "prediction_id", "problem": f"{_say(pid)} is not a prediction id (text, as /predict returned it)"})
             if ent is not None or tm is not None:
                 ps.append({"field": "prediction_id", "problem": f"name the prediction by prediction_id, or by {efield} and time, not both"})
         elif ent is None and tm is None:
@@ -543,7 +544,7 @@ def check_feedback(
         else:
             if ent is None: ps.append({"field": efield, "problem": "missing: the entity id of the request this feedback is for"})
             elif isinstance(ent, bool) or not isinstance(ent, (str, int)) or str(ent) == "":
-                ps.append({"field": efield, "problem": f"{ent!r:.40} is not an entity id (text)"})
+                ps.append({"field": efield, "problem": f"{_say(ent)} is not an entity id (text)"})
             if tm is None: ps.append({"field": "time", "problem": "missing: the time field of the request this feedback is for"})
             else:
                 t = _instant_ns(tm)
