@@ -6,12 +6,10 @@ The three servers, each started alone (never two at once), on 127.0.0.1, under u
   carry raw telemetry fields (time, vessel id, lat/lon, speeds, heading, draught, trim): the server checks them,
   derives the 20 model inputs (entity join, weather grid, registered features), predicts (LightGBM, num_threads=1),
   counts metrics (and logs, when the prediction log is wired in: said in the output).
-- mlflow: `mlflow models serve -m models:/fleet/1 --env-manager local` of the registered version. When the registered
-  pyfunc cannot predict its own input example (the fleet model's categorical `vessel_type`: MLflow hands LightGBM a
-  string column, LightGBM wants the training categories), the closest fair equivalent is served: the same model file in a
-  pyfunc `PythonModel` that casts the categorical columns to the training categories and calls `booster.predict`
-  (num_threads=1), saved with the registered version's signature, served by the same `mlflow models serve`. The output
-  says which. Requests carry the 20 ready model inputs (`dataframe_split`).
+- mlflow: `mlflow models serve -m models:/fleet/1 --env-manager local` of the registered version, through the pyfunc
+  loader it was logged with (`seatrial.lightgbm_pyfunc`, in the model's code/ folder: `vessel_type` arrives as text and
+  is typed to the training categories; `booster.predict`, one thread for fewer than a million cells). Requests carry the
+  20 ready model inputs (`dataframe_split`).
 - bare: a FastAPI endpoint (this file, --bare-app) reading `{"rows": [[20 numbers]]}` with `await request.json()`,
   calling `booster.predict(X, num_threads=1)` and answering the list. Requests carry the 20 ready model inputs.
 The records: telemetry rows of the demo that derive without a per-row error (so every server answers every row); the
@@ -177,8 +175,8 @@ def bare_app(model_file: str):
     return app
 
 
-def mlflow_model(root: Path, m, folder: Path) -> tuple[str, str]:
-    "(model URI to serve, what it is): the registered version when its pyfunc predicts its own input example, else the wrapper."
+def mlflow_model(root: Path, m) -> tuple[str, str]:
+    "(model URI to serve, what it is): the registered version, after checking that its pyfunc predicts its own input example."
     os.environ.update(MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
     import logging
     import warnings
@@ -191,33 +189,14 @@ def mlflow_model(root: Path, m, folder: Path) -> tuple[str, str]:
     info = mlflow.models.get_model_info(uri)
     local = Path(mlflow.artifacts.download_artifacts(uri))
     example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
+    loader = info.flavors["python_function"]["loader_module"]
     try:
         mlflow.pyfunc.load_model(uri).predict(pd.DataFrame(example["data"], columns=example["columns"]))
-        return uri, f"{uri} as registered (pyfunc flavour {info.flavors['python_function']['loader_module']})"
-    except Exception as e:   # what failed is reported, then the fair equivalent is served
-        why = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-
-    class Categorised(mlflow.pyfunc.PythonModel):
-        "The same LightGBM model file; categorical columns cast to the training categories, then booster.predict."
-        def __init__(self, cats: dict): self.cats = cats
-
-        def load_context(self, context):
-            import lightgbm as lgb
-            self.booster = lgb.Booster(model_file=context.artifacts["booster"])
-
-        def predict(self, context, model_input, params=None):
-            import pandas as pd
-            X = model_input.copy()
-            for c, cats in self.cats.items(): X[c] = pd.Categorical(X[c], categories=cats)
-            return self.booster.predict(X, num_threads=1)
-
-    cats = {c: list(v) for c, v in m.categories.items()}
-    path = folder / "pyfunc"
-    mlflow.pyfunc.save_model(path, python_model=Categorised(cats), artifacts={"booster": str(m.model_path)},
-                             signature=info.signature)
-    return str(path), (f"{uri} does not predict its own input example under pyfunc ({why}); served instead: the same "
-                       f"model file in a pyfunc PythonModel casting {', '.join(cats)} to the training categories, "
-                       "booster.predict num_threads=1, the registered signature")
+    except Exception as e:
+        raise SystemExit(f"{uri} does not predict its own input example under pyfunc (loader {loader}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0]}). Models logged before seatrial shipped its pyfunc loader cannot be "
+                         "served by mlflow; run the pipeline again for a new version.") from None
+    return uri, f"{uri} as registered (pyfunc loader {loader})"
 
 
 class Server:
@@ -508,7 +487,7 @@ def main() -> None:
                   f"answer by the new version came {sw['first_new_after_approval_began_s']:.1f} s after it began; p99 {sw['p99_ms']:.1f} ms overall, "
                   f"{sw['window_p99_ms']:.1f} ms in the swap window ({sw['window_requests']:,} requests)", flush=True)
 
-        uri, what = mlflow_model(root, m, tmp)
+        uri, what = mlflow_model(root, m)
         print(f"mlflow: {what}")
         port = _free_port()
         srv = Server("mlflow", [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", uri, "--env-manager",

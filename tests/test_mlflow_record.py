@@ -1,9 +1,12 @@
 """The MLflow record reads true: read back with a real MlflowClient on the project's SQLite store after a real run of the
-40k-row sample (the shared `sample_base` project)."""
+40k-row sample (the shared `sample_base` project), and the registered model served by MLflow itself (`fleet_base`)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -104,3 +107,49 @@ def test_a_decided_version_loses_candidate_and_hand_edits_are_named(sample_base,
     assert len(drift) == 3 and set(drift) <= set(verify(root))
     client.delete_registered_model_alias("fleet", "champion")
     assert any("the registry's champion is not set, but the ledger's is version 1" in d for d in registry_drift(root, "fleet"))
+
+
+# Run in a fresh interpreter where `import seatrial` fails, as under `mlflow models serve` on a machine without seatrial:
+# the registered model must predict from text categoricals with nothing but what it ships (its code/ folder).
+_PYFUNC_SCRIPT = r"""
+import sys
+sys.modules["seatrial"] = None
+import mlflow, numpy as np, pandas as pd
+from mlflow.models import Model
+store, rows, out = sys.argv[1:]
+mlflow.set_tracking_uri(store); mlflow.set_registry_uri(store)
+model = mlflow.pyfunc.load_model("models:/fleet/1")
+local = mlflow.artifacts.download_artifacts("models:/fleet/1", dst_path=out)
+example = Model.load(local).load_input_example(local)
+example.to_parquet(f"{out}/example.parquet")
+np.savez(f"{out}/predictions.npz", example=model.predict(example), rows=model.predict(pd.read_parquet(rows)))
+print(model.metadata.flavors["python_function"]["loader_module"], sorted(m for m, v in sys.modules.items() if "seatrial" in m and v is not None))
+"""
+
+
+def test_the_registered_model_serves_under_pyfunc_as_seatrial_predicts(fleet_base, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from seatrial.train import load_booster, predict_lightgbm
+    client = mlflow_client(fleet_base)
+    run = client.get_model_version("fleet", "1").tags["seatrial.run"]
+    booster = load_booster(fleet_base / "runs" / run / "train" / "model.txt")   # the file the approval gate pins
+    rows = pd.read_parquet(fleet_base / "runs" / run / "features" / "features.parquet").sample(300, random_state=0)
+    rows = rows[booster.feature_name()].reset_index(drop=True)
+    rows.loc[:4, "vessel_type"] = "ferry"   # a type the model never saw counts as missing, as in seatrial
+    rows.loc[5:9, "vessel_type"] = None
+    rows["vessel_type"] = rows.vessel_type.astype(object)   # plain text, as a JSON request carries it
+    rows.to_parquet(tmp_path / "rows.parquet")
+    proc = subprocess.run([sys.executable, "-c", _PYFUNC_SCRIPT, f"sqlite:///{fleet_base / 'mlflow.db'}",
+                           str(tmp_path / "rows.parquet"), str(tmp_path)],
+                          cwd=tmp_path, env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == "lightgbm_pyfunc []", proc.stdout   # its own loader, and no seatrial module
+    got = np.load(tmp_path / "predictions.npz")
+    example = pd.read_parquet(tmp_path / "example.parquet")
+    assert not isinstance(example.vessel_type.dtype, pd.CategoricalDtype) and len(example) > 0
+    assert np.max(np.abs(got["example"] - predict_lightgbm(booster, example))) <= 1e-9
+    assert got["rows"].shape == (300,) and np.max(np.abs(got["rows"] - predict_lightgbm(booster, rows))) <= 1e-9
+    assert np.isfinite(got["rows"]).all() and len(np.unique(got["rows"])) > 100

@@ -1,5 +1,6 @@
 """seatrial.train: baseline coefficients, LightGBM vs baseline, model file roundtrip, classification."""
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -108,7 +109,7 @@ def test_choose_threads_by_size_and_affinity(monkeypatch):
     assert train.choose_threads(100_000, 73, cores=2) == 2
     assert train.choose_threads(5_000_000, 20, cores=16) == 16
     assert train.choose_threads(0, 0, cores=4) == 1
-    monkeypatch.setattr(train.os, "sched_getaffinity", lambda pid: {3}, raising=False)   # e.g. `taskset -c 3`
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)   # e.g. `taskset -c 3`
     assert train.available_cores() == 1 and train.choose_threads(10**8, 100) == 1
 
 

@@ -338,29 +338,44 @@ def kill_runs(
     return n
 
 # %% ../../nbs/15_tracking.ipynb #c015
+_PYFUNC = "lightgbm_pyfunc"   # the module name `seatrial.lightgbm_pyfunc` has inside a logged model's code/ folder
+
+class _LightGBMFlavour:
+    "MLflow's `lightgbm` flavour as `Model.log` saves it, but with its pyfunc served by `seatrial.lightgbm_pyfunc`."
+
+    @staticmethod
+    def save_model(path, mlflow_model, **kwargs):
+        import mlflow.lightgbm
+        from mlflow.models.model import MLMODEL_FILE_NAME
+        from seatrial import lightgbm_pyfunc
+        mlflow.lightgbm.save_model(path=path, mlflow_model=mlflow_model, code_paths=[lightgbm_pyfunc.__file__], **kwargs)
+        # same data file (model.lgb) and code folder; only the loader changes, so `mlflow.lightgbm.load_model` is untouched
+        mlflow_model.flavors["python_function"]["loader_module"] = _PYFUNC
+        mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
 def log_model(
     tracker: Tracker,
     run_id: str,              # the run that produced the model (the train stage's child run)
     model_file: Path,         # LightGBM native text model
     example,                  # pd.DataFrame: a few input rows, with the model's feature columns
 ) -> str:  # the logged model's URI
-    "Log a LightGBM model with signature and input example."
+    "Log a LightGBM model with signature and input example, servable by `mlflow models serve` from text categoricals."
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
     from seatrial.train import load_booster, predict_lightgbm
     booster = load_booster(model_file)
     example = example[booster.feature_name()]
     # MLflow's advice: integer inputs become doubles in the schema, so a missing value at serving time is not a schema error
     example = example.astype({c: "float64" for c in example.select_dtypes("integer").columns})
-    signature = infer_signature(example, predict_lightgbm(booster, example))   # categoricals stay text in the signature
+    # categoricals stay text in the signature; predict_lightgbm types them as the shipped pyfunc loader does (the same code)
+    signature = infer_signature(example, predict_lightgbm(booster, example))
     before = tracker.client.get_run(run_id).info
     with mlflow.start_run(run_id=run_id):
-        # No replay of the example through the flavour's generic predict: it cannot map text categoricals
-        # (vessel_type) to LightGBM's categories. seatrial predicts through `train.predict_lightgbm`.
-        # Requirements are stated, not inferred: inference replays the example in a subprocess (seconds, same problem).
+        # Requirements are stated, not inferred, and the serving example is not replayed through MLflow here: both
+        # load the model into a Python process (seconds). tests/test_mlflow_record.py loads and serves it without seatrial.
         reqs = [f"{p}=={metadata.version(p)}" for p in ("lightgbm", "pandas", "numpy", "scikit-learn")]
-        info = mlflow.lightgbm.log_model(booster, name="model", signature=signature, input_example=example,
-                                         validate_serving_input=False, pip_requirements=reqs)
+        info = Model.log(artifact_path=None, name="model", flavor=_LightGBMFlavour, lgb_model=booster, signature=signature,
+                         input_example=example, validate_serving_input=False, pip_requirements=reqs)
     if before.end_time:   # leaving `start_run` ends the run now: it keeps the end (and status) its stage had
         tracker.client.set_terminated(run_id, before.status, end_time=before.end_time)
     return info.model_uri

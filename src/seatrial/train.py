@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +14,18 @@ import numpy as np
 import pandas as pd
 
 from .core import SeatrialError, atomic_path
+# what a logged model ships to MLflow's pyfunc (seatrial.lightgbm_pyfunc), used here as they are
+from .lightgbm_pyfunc import CELLS_PER_THREAD, available_cores, booster_categorical, choose_threads
+from .lightgbm_pyfunc import model_frame as _typed
 from .dataset import TASKS
 
+_all_ = ["CELLS_PER_THREAD", "available_cores", "booster_categorical", "choose_threads"]   # re-exported: train is where the pipeline looks for them
+
 # %% auto #0
-__all__ = ['CELLS_PER_THREAD', 'TrainError', 'model_frame', 'fit_baseline', 'predict_baseline', 'available_cores',
-           'choose_threads', 'train_lightgbm', 'booster_categorical', 'predict_lightgbm', 'choose_objective',
-           'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm', 'best_trial', 'search_lightgbm_folds',
-           'save_booster', 'load_booster']
+__all__ = ['TrainError', 'model_frame', 'fit_baseline', 'predict_baseline', 'train_lightgbm', 'predict_lightgbm',
+           'choose_objective', 'rmse_score', 'logloss_score', 'default_grid', 'search_lightgbm', 'best_trial',
+           'search_lightgbm_folds', 'save_booster', 'load_booster', 'CELLS_PER_THREAD', 'available_cores',
+           'booster_categorical', 'choose_threads']
 
 # %% ../../nbs/12_train.ipynb #c005
 class TrainError(SeatrialError):
@@ -42,16 +45,11 @@ def model_frame(
 ) -> pd.DataFrame:                 # the feature columns; categorical ones as pandas category
     "The model's input columns, typed as LightGBM's native API expects."
     _check_columns(df, features, "feature")
-    X = df[list(features)].copy()
-    for c in X.columns:
-        if c in categorical:
-            if not isinstance(X[c].dtype, pd.CategoricalDtype): X[c] = X[c].astype("category")
-        elif not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])):
-            raise TrainError(f"feature {c!r} has dtype {X[c].dtype}, not numeric; list it under [table] categorical "
+    for c in features:
+        if c not in categorical and not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])):
+            raise TrainError(f"feature {c!r} has dtype {df[c].dtype}, not numeric; list it under [table] categorical "
                              "in the dataset config, or drop it from the features")
-        elif not isinstance(X[c].dtype, np.dtype):  # pandas nullable Int64/Float64/boolean -> float with NaN
-            X[c] = X[c].astype("float64")
-    return X
+    return _typed(df, list(features), list(categorical))   # what a logged model's pyfunc does to a request
 
 # %% ../../nbs/12_train.ipynb #c008
 def _matrix(df: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
@@ -102,22 +100,9 @@ def predict_baseline(
     return 1 / (1 + np.exp(-z)) if baseline["task"] == "classification" else z
 
 # %% ../../nbs/12_train.ipynb #c010b
-CELLS_PER_THREAD = 1_000_000   # rows x features each OpenMP thread should have to itself (measured above)
+# `choose_threads` (in seatrial.lightgbm_pyfunc, which every logged model ships): one thread for small data, one more per
+# CELLS_PER_THREAD = 1,000,000 cells (rows x features, measured above), at most one per core (`available_cores`)
 _THREAD_KEYS = ("num_threads", "num_thread", "nthread", "nthreads", "n_jobs")   # LightGBM's names for it
-
-def available_cores() -> int:
-    "The CPU cores this process may run on (its affinity: `taskset`, a container's cpuset), else all of them."
-    try: return len(os.sched_getaffinity(0))
-    except AttributeError: return os.cpu_count() or 1   # no affinity outside Linux
-
-def choose_threads(
-    n_rows: int,               # rows LightGBM works on
-    n_features: int,           # features per row
-    cores: int | None = None,  # at most this many (default: `available_cores()`)
-) -> int:                      # OpenMP threads for a LightGBM fit or prediction
-    "One thread for small data, one more per `CELLS_PER_THREAD` cells of it, at most one per core."
-    cores = available_cores() if cores is None else cores
-    return max(1, min(cores, int(n_rows) * max(int(n_features), 1) // CELLS_PER_THREAD))
 
 # %% ../../nbs/12_train.ipynb #c012
 _BASE_PARAMS = {"seed": 0, "deterministic": True, "force_col_wise": True, "verbosity": -1}
@@ -160,12 +145,6 @@ def train_lightgbm(
         raise TrainError(f"LightGBM could not train with params {params}: {e}") from e
 
 # %% ../../nbs/12_train.ipynb #c014
-def booster_categorical(booster) -> list[str]:
-    "Names of the features a booster treats as categorical (from its model text)."
-    m = re.search(r"\[categorical_feature: ([0-9,]*)\]", booster.model_to_string(num_iteration=1))
-    names = booster.feature_name()
-    return [names[int(i)] for i in m.group(1).split(",") if i] if m else []
-
 def predict_lightgbm(
     booster,                    # lightgbm.Booster
     df: pd.DataFrame,           # rows holding the booster's features
