@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import approve_with_cli
+from conftest import approve_with_cli, cli
 from loopback import free_port
 
 from seatrial.model_server import make_app
@@ -191,3 +191,31 @@ def test_the_registry_unreachable_during_a_reload_keeps_the_version_serving_and_
         assert server.ready()[0] == 200
     finally:
         _stop(registry)
+
+
+def test_a_challenger_and_shadow_whose_approval_is_taken_back_stop_serving_and_the_champion_answers(fleet_project):
+    root = fleet_project
+    approve_with_cli(root, "1", "none")
+    approve_with_cli(root, "2", "1")   # champion 2, tried as the challenger and shadow of itself before it took over
+    app = make_app(root, "fleet", poll_s=3600, challenger="2", share=1.0, shadow="2")
+    server = app.state.server
+    status, answer = _predict(app)
+    assert status == 200 and answer["predictions"][0]["role"] == "challenger", answer
+    assert server.reload()["outcome"] == "unchanged"   # nothing moved: nothing re-checked, nothing withdrawn
+
+    cli(root, "review", "rollback", "fleet", "-m", "drifts on the tankers", "--user", "ana")   # version 2's approval taken back
+    out = server.reload()
+    assert (out["outcome"], out["version"]) == ("swapped", "1"), out
+    assert set(out["withdrawn"]) == {"challenger", "shadow"}, out
+    assert "challenger version 2 stopped serving" in out["withdrawn"]["challenger"]
+    assert "rolled back" in out["withdrawn"]["challenger"], out   # the gate's own words: approved, then rolled back
+    assert [role for role, _ in server.roles()] == ["champion"]
+    status, ready = server.ready()
+    assert status == 200 and set(ready["withdrawn"]) == {"challenger", "shadow"}, ready   # the champion answers for them
+    status, answer = _predict(app)
+    assert status == 200 and [(p["role"], p["version"]) for p in answer["predictions"]] == [("champion", "1")], answer
+    assert server.reload(force=True).get("withdrawn") is None   # said once, when it happened
+    metrics = _metrics_text(app)
+    assert 'seatrial_withdrawn_total{role="challenger"} 1.0' in metrics and 'seatrial_withdrawn_total{role="shadow"} 1.0' in metrics
+    assert 'seatrial_model_info{model="fleet",reviewed="true",role="challenger",version="2"} 0.0' in metrics
+    assert 'seatrial_model_info{model="fleet",reviewed="true",role="champion",version="1"} 1.0' in metrics

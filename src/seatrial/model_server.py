@@ -80,7 +80,9 @@ class _OneRow:
     "One row's prediction by LightGBM's single-row C API, with a FastConfig per thread."
     def __init__(self, booster, lib, safe_call, init_args: tuple, ncol: int):
         self.ncol, self._lib, self._call, self._init_args = ncol, lib, safe_call, init_args
-        self._predict = lib.LGBM_BoosterPredictForMatSingleRowFast
+        # called with the GIL held (PyDLL, not the CDLL LightGBM loads): for tens of microseconds, handing the GIL to another
+        # thread and waiting to get it back costs more than the call, up to the interpreter's 5 ms switch interval
+        self._predict = ctypes.PyDLL(lib._name).LGBM_BoosterPredictForMatSingleRowFast
         self._local, self._lock, self._handles = threading.local(), threading.Lock(), []
         self._free = weakref.finalize(self, _free_configs, lib, self._handles, booster)
 
@@ -266,6 +268,8 @@ class _Metrics:
         self.swaps = Counter("seatrial_swaps", "Model versions swapped in after start", registry=r)
         self.refused = Counter("seatrial_refused_swaps", "Swaps refused (not approved, tampered, ledger broken, registry unreadable)",
                                registry=r)
+        self.withdrawn = Counter("seatrial_withdrawn", "Challenger or shadow versions stopped because their approval no longer "
+                                 "stands, by role", ["role"], registry=r)
         self.predictions = _PredictionHistogram()
         r.register(self.predictions)
         self._children: dict = {}
@@ -278,9 +282,9 @@ class _Metrics:
         ch[0].inc(); ch[1].observe(seconds)
 
     def serving(self, old, new, role: str = "champion") -> None:
-        "Say which version is in service in a role."
+        "Say which version is in service in a role (`new` None: the role is no longer served)."
         if old is not None: self.model.labels(old.model.name, old.version, str(old.model.reviewed).lower(), role).set(0)
-        self.model.labels(new.model.name, new.version, str(new.model.reviewed).lower(), role).set(1)
+        if new is not None: self.model.labels(new.model.name, new.version, str(new.model.reviewed).lower(), role).set(1)
 
     def text(self) -> tuple[bytes, str]:
         "The exposition and its content type."
@@ -322,6 +326,7 @@ class ModelServer:
         for role, s in self.roles(): self.metrics.serving(None, s, role)
         self.metrics.registry.register(_LogCollector(self))
         self.refused: str | None = None    # why the last swap was refused, until one succeeds
+        self.withdrawn: dict[str, str] = {}   # role -> why its version stopped serving (its approval no longer stands)
         self._seen = self.current.stamp
         self._lock, self._wake, self._stop = threading.Lock(), threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
@@ -359,22 +364,44 @@ def _reload(self: ModelServer, force: bool = False) -> dict:
         if stamp == self._seen and not force:
             return {"outcome": "unchanged", "version": self.current.version}
         self._seen = stamp
+        withdrawn = self.recheck()
         try: new = load_served(self.root, self.name, self.version, self.unreviewed)
         except Exception as e:   # whatever went wrong, the current version keeps serving
             self.refused = f"{_reason(e)} (still serving version {self.current.version})"
             self.metrics.refused.inc()
-            return {"outcome": "refused", "version": self.current.version, "reason": self.refused}
+            return {"outcome": "refused", "version": self.current.version, "reason": self.refused, **withdrawn}
         self.refused = None
         old = self.current
         if (new.version, new.model.sha256) == (old.version, old.model.sha256):
-            return {"outcome": "unchanged", "version": old.version}
+            return {"outcome": "unchanged", "version": old.version, **withdrawn}
         self.current = new   # the one swap: a request reads this reference once
         self.metrics.serving(old, new)
         self.metrics.swaps.inc()
         if self.in_service:
             self._event("out", old, "champion")
             self._event("in", new, "champion")
-        return {"outcome": "swapped", "version": new.version, "from_version": old.version}
+        return {"outcome": "swapped", "version": new.version, "from_version": old.version, **withdrawn}
+
+def _recheck(self: ModelServer) -> dict:
+    """Put the reviewed challenger and shadow through the gate again (the ledger or the champion changed): a version whose
+    approval no longer stands, or whose model file changed, stops serving in its role and the champion answers for it.
+    {"withdrawn": {role: why}} for the ones withdrawn now, else {}."""
+    from seatrial.sail import approved_model
+    now = {}
+    for role in ("challenger", "shadow"):
+        s = getattr(self, role)
+        if s is None or not s.model.reviewed: continue
+        try:
+            m = approved_model(self.root, self.name, s.version)
+            if m.sha256 != s.model.sha256:
+                raise ServeError(f"its model file is no longer the one loaded (SHA-256 {m.sha256[:12]}…, loaded {s.model.sha256[:12]}…)")
+        except Exception as e:
+            setattr(self, role, None)   # a request reads the reference once: it answers with or without it, never half
+            now[role] = self.withdrawn[role] = f"{role} version {s.version} stopped serving: {_reason(e)}"
+            self.metrics.serving(s, None, role)
+            self.metrics.withdrawn.labels(role).inc()
+            if self.in_service: self._event("out", s, role)
+    return {"withdrawn": now} if now else {}
 
 def _watch(self: ModelServer) -> None:
     "The watcher thread: a look every `poll_s` seconds, or at once when woken."
@@ -406,9 +433,11 @@ def _ready(self: ModelServer) -> tuple[int, dict]:
     body.update({role: s.version for role, s in self.roles() if role != "champion"})
     if log is not None: body["log"] = {"healthy": not log_reason, "queue_rows": log.queue_depth, "reason": log_reason or None}
     if reasons: body["reason"] = "; ".join(reasons)
+    if self.withdrawn: body["withdrawn"] = dict(self.withdrawn)   # the champion answers for them: still ready
     return (200 if not reasons else 503), body
 
-ModelServer.reload, ModelServer._watch, ModelServer.start, ModelServer.stop = _reload, _watch, _start, _stop_watch
+ModelServer.reload, ModelServer.recheck, ModelServer._watch = _reload, _recheck, _watch
+ModelServer.start, ModelServer.stop = _start, _stop_watch
 ModelServer.wake = lambda self: self._wake.set()
 ModelServer.wake.__doc__ = "Ask the watcher to reload now (what SIGHUP does)."
 ModelServer.ready = _ready
@@ -479,6 +508,7 @@ def _shadow_loop(self: ModelServer) -> None:
             time.sleep(0.005)
             continue
         t0, shadow = time.perf_counter(), self.shadow
+        if shadow is None: continue   # withdrawn meanwhile (`recheck`): what was queued for it is not scored
         try:
             srows, values, _, d = shadow.score(part)
             if not len(srows): continue
@@ -745,22 +775,54 @@ def _json(body: Any, status: int = 200, headers: dict | None = None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return Response(data, status, headers, media_type="application/json")
 
-async def _body(request, schema) -> bytes:
-    "The request body, read no further than the server's limit: a declared length over it is refused unread, a chunked body once past it."
-    size = request.headers.get("content-length")
-    if size and size.isdigit():
-        schema.check_size(int(size))
-        return await request.body()
-    from seatrial.request import TooLargeError
+class _Gone(Exception):
+    "The client went away before its request's body was read."
+
+async def _body(receive, declared: str | bytes | None, schema) -> bytes:
+    "A request's body from ASGI `receive`, read no further than the server's limit: a declared length over it is refused unread, a chunked body once past it."
+    if declared and declared.isdigit(): schema.check_size(int(declared))
     chunks, n = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request": raise _Gone()
+        chunk = message.get("body", b"")
         n += len(chunk)
         if n > schema.max_bytes:
+            from seatrial.request import TooLargeError
             raise TooLargeError.say(f"the body is longer than the {schema.max_bytes:,} bytes this server takes (it stopped "
                                     "reading there); send fewer rows per request, or a batch as Parquet or an Arrow IPC stream",
                                     limit_bytes=schema.max_bytes)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body"): return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+class _Predict:
+    "POST /predict as a bare ASGI app: the hottest route builds no Request or Response objects and skips the router."
+    def __init__(self, server: ModelServer):
+        from seatrial.request import RequestError
+        self.server, self._request_error = server, RequestError
+
+    async def __call__(self, scope, receive, send) -> None:
+        server = self.server
+        t0, served = time.perf_counter(), server.current   # the version this request answers with, whatever swaps meanwhile
+        headers = dict(scope["headers"])
+        try:
+            body = await _body(receive, headers.get(b"content-length"), served.schema)
+            ctype = headers.get(b"content-type")
+            checked = served.schema.parse(body, ctype.decode("latin-1") if ctype is not None else None)
+            server.metrics.rows.observe(checked.n)
+            status, out = 200, server.answer(checked.require_some(), t0, served)
+        except _Gone:
+            return
+        except self._request_error as e:
+            status, out = e.status, {**e.body, "model": served.model.name, "version": served.version}
+        except Exception as e:   # a fault of the server's, not the request's: said in one line, counted, never a traceback page
+            status, out = 500, {"error": f"the model could not answer: {_reason(e)}", "model": served.model.name,
+                                "version": served.version}
+        data = json.dumps(out).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]})
+        await send({"type": "http.response.body", "body": data})
+        server.metrics.observe("/predict", status, time.perf_counter() - t0)
 
 def _routes(server: ModelServer) -> list:
     "The app's routes, each timed and counted."
@@ -770,27 +832,13 @@ def _routes(server: ModelServer) -> list:
     from seatrial.request import MalformedBodyError, RequestError, UnsupportedMediaTypeError
     m = server.metrics
 
-    async def predict(request):
-        t0, served = time.perf_counter(), server.current   # the version this request answers with, whatever swaps meanwhile
-        try:
-            checked = served.schema.parse(await _body(request, served.schema), request.headers.get("content-type"))
-            m.rows.observe(checked.n)
-            resp = _json(server.answer(checked.require_some(), t0, served))
-        except RequestError as e:
-            resp = _json({**e.body, "model": served.model.name, "version": served.version}, e.status)
-        except Exception as e:   # a fault of the server's, not the request's: said in one line, counted, never a traceback page
-            resp = _json({"error": f"the model could not answer: {_reason(e)}", "model": served.model.name,
-                          "version": served.version}, 500)
-        m.observe("/predict", resp.status_code, time.perf_counter() - t0)
-        return resp
-
     async def feedback(request):
         t0, served = time.perf_counter(), server.current
         try:
             ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
             if ctype != "application/json":
                 raise UnsupportedMediaTypeError.say(f"feedback is JSON: send it with content-type application/json, not {ctype or 'none'}")
-            body = await _body(request, served.schema)
+            body = await _body(request.receive, request.headers.get("content-length"), served.schema)
             try: records = json.loads(body)
             except ValueError as e:
                 raise MalformedBodyError.say(f"the body is not JSON: {getattr(e, 'msg', e)} at line {getattr(e, 'lineno', '?')}, "
@@ -827,7 +875,7 @@ def _routes(server: ModelServer) -> list:
         m.observe("/admin/reload", resp.status_code, time.perf_counter() - t0)
         return resp
 
-    return [Route("/predict", predict, methods=["POST"]),
+    return [Route("/predict", _Predict(server), methods=["POST"]),
             Route("/feedback", feedback, methods=["POST"]),
             Route("/model", simple("/model", lambda: _json(server.current.description))),
             Route("/openapi.json", simple("/openapi.json", lambda: _json(openapi(server.current)))),
@@ -859,7 +907,16 @@ def make_app(
         try: yield
         finally: server.close()
 
-    app = Starlette(routes=_routes(server), lifespan=lifespan)
+    routes = _routes(server)
+    predict = next(r.app for r in routes if r.path == "/predict")
+
+    class App(Starlette):
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/predict":
+                await predict(scope, receive, send)   # past the router and its middleware: the same app its Route holds
+            else: await super().__call__(scope, receive, send)
+
+    app = App(routes=routes, lifespan=lifespan)
     app.state.server = server
     return app
 
