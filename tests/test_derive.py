@@ -114,7 +114,7 @@ def test_checked_unknown_vessels_fail_their_own_rows(sample_model):
     assert checked.problems == {} and len(checked.rows) == 100
     served, direct = deriver.derive(checked), deriver.derive(records)
     assert list(served.errors) == list(direct.errors) == [3, 50, 51]
-    assert served.errors[3] == direct.errors[3] and "'404' is not in the entities table" in served.errors[51]   # ids are text
+    assert served.errors[3] == direct.errors[3] and '"404" is not in the entities table' in served.errors[51]   # ids are text
     assert "'vessel_id'" in served.errors[3] and "NOPE404" in served.errors[3] and "entities table" in served.errors[3]
     assert served.rows.tolist() == direct.rows.tolist() and np.array_equal(served.matrix, direct.matrix, equal_nan=True)
     alone = deriver.derive(schema.parse(json.dumps(records[51]).encode(), "application/json"))

@@ -18,7 +18,7 @@ import pandas as pd
 from .core import SeatrialError
 from .dataset import DatasetConfig, load_config, open_grid, read_entities
 from .features import FEATURES, _as_ns, sample_grid
-from .request import Checked
+from .request import Checked, _say   # _say: a client's value as JSON, cut short
 
 # %% auto #0
 __all__ = ['UNKNOWN_ENTITY', 'DeriveError', 'Derived', 'model_categories', 'Deriver']
@@ -253,10 +253,6 @@ def _code(codes: dict, v) -> float:
     "Training's code of a categorical value; NaN for a value training never saw (as LightGBM re-codes it)."
     try: return codes.get(v, np.nan)
     except TypeError: return np.nan   # unhashable: never a category
-
-def _say(v) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 def _is_time(v) -> bool:
     "A value that may be read as a timestamp: a datetime, or text starting like an ISO date (not \"now\" or a number)."
