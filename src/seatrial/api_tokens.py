@@ -311,13 +311,14 @@ def check_bind(
 def protect(
     app: Any,                                      # the model server's ASGI app
     address: str,                                  # where it will listen
-    credentials: str | os.PathLike | None = None,  # the credentials file holding the tokens (None: no tokens)
+    credentials: str | os.PathLike | TokenStore | None = None,  # the credentials file holding the tokens, or its store read already (None: no tokens)
     rules: Mapping[str, str] = ROUTE_ACCESS,       # path -> scope or 'open'
     observe: Callable[[str, int, float], None] | None = None,  # count refusals (the server's metrics)
     recheck_s: float = 1.0,                        # seconds between looks at the credentials file
 ) -> Any:  # the app to serve: behind a TokenGate, or as it is without tokens on loopback
     "The app as it may be served at `address`: every route ruled, tokens required when configured or when not on loopback."
     check_routes(app, rules)
-    store = TokenStore.from_file(credentials, recheck_s) if credentials is not None else TokenStore()
+    if isinstance(credentials, TokenStore): store = credentials
+    else: store = TokenStore.from_file(credentials, recheck_s) if credentials is not None else TokenStore()
     check_bind(address, store)
     return TokenGate(app, store, rules, observe) if len(store) else app

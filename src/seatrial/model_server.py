@@ -948,12 +948,13 @@ def serve_model(
     "Serve a model with uvicorn until interrupted; refuses to start when the gate refuses, or off loopback without tokens."
     import signal
     from seatrial.api_tokens import TokenStore, check_bind, protect
-    check_bind(address, TokenStore.from_file(credentials) if credentials is not None else ())   # before the slow load
+    tokens = TokenStore.from_file(credentials) if credentials is not None else TokenStore()
+    check_bind(address, tokens)   # before the slow load
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before LightGBM's OpenMP runtime is loaded
     name = name or default_model(root)
     app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}")
     server = app.state.server
-    app = protect(app, address, credentials, observe=server.metrics.observe)
+    app = protect(app, address, tokens, observe=server.metrics.observe)
     if hasattr(signal, "SIGHUP"): signal.signal(signal.SIGHUP, lambda *_: server.wake())
     import uvicorn
     cur = server.current
