@@ -66,11 +66,12 @@ nbtest: $(STAMP)
 
 # Two pytest-xdist workers for tests/: most of a test's time is a kernel, MLflow or a browser in another process, so
 # two at once use the 2 cores; a module's tests stay in one worker (--dist loadfile), so its module fixtures are built
-# once. WORKERS=0 runs them in this process. Then the stage notebooks under nbval, in one process and in order: each
-# reads what the one before it wrote in runs/sample.
+# once. Files go out in the order tests/conftest.py gives them, long ones first (--no-loadscope-reorder: not by how many
+# tests they hold), so both workers end together. WORKERS=0 runs them in this process. Then the stage notebooks under
+# nbval, in one process and in order: each reads what the one before it wrote in runs/sample.
 WORKERS ?= 2
 pytest: $(STAMP) $(SAMPLE)
-	$(VENV)/bin/pytest tests $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+	$(VENV)/bin/pytest tests $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 	$(VENV)/bin/pytest nbs/pipeline
 
 test: lock-check lint export-check nbtest pytest

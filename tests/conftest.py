@@ -176,6 +176,24 @@ def fleet_project(fleet_base, tmp_path) -> Path:
     return root
 
 
+# The long files first. `make pytest` hands whole files to two pytest-xdist workers in this order (--dist loadfile
+# --no-loadscope-reorder), the next file to whichever worker is about to run out: a long file started last would keep one
+# worker busy alone at the end. The first two build the shared projects, one each, so neither worker waits for the
+# other's build: test_audit_map builds `fleet_base`, test_runs `sample_base`; the files after them that read those find
+# them built. The many short files come last and even out the end.
+LONG_FILES_FIRST = [
+    "test_audit_map.py", "test_runs.py", "test_real_data.py", "test_pipeline.py", "test_run_faults.py",
+    "test_workbench_lab.py", "test_review_cli.py", "test_workbench.py", "test_review.py", "test_sail.py",
+    "test_serve_faults.py", "test_browser.py", "test_demo.py", "test_model_server.py", "test_browser_review.py",
+    "test_review_faults.py", "test_runner_cache.py", "test_jupyterlab.py", "test_serve_log.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: the other files, and each file's tests, keep their order
+
+
 @pytest.fixture(autouse=True)
 def _tracking_uri_stays_local():
     """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in this process (for subprocesses to inherit): a test that

@@ -1,4 +1,7 @@
-"""The embedded default: the demo fleet through the whole pipeline, then again against a champion."""
+"""The embedded default: the demo fleet through the whole pipeline, then again against a champion.
+
+The first demo on an empty folder is the session's `fleet_base`, whose first run is this very command
+(`seatrial demo --rows 40000 -q`): its results are read there, and the runs against a champion go on in a copy of it."""
 from __future__ import annotations
 
 import pandas as pd
@@ -9,14 +12,14 @@ from seatrial.core import read_json
 ROWS = "40000"
 
 
-def test_demo_fleet_end_to_end_then_against_a_champion(tmp_path):
-    root = tmp_path
-    first = run_seatrial(root, "demo", "--rows", ROWS, "-q")
-    assert first.returncode == 0, first.stderr
-    run1 = first.stdout.strip()
+def test_demo_fleet_end_to_end_then_against_a_champion(fleet_base, fleet_project):
+    base = mlflow_client(fleet_base)
+    run1 = base.get_model_version("fleet", "1").tags["seatrial.run"]   # the first demo's run
+    assert read_json(fleet_base / "runs" / run1 / "run.json")["model_version"] == "1"
+    assert base.get_model_version("fleet", "1").tags["seatrial.status"] == "pending_review"   # the first candidate
     assert {"telemetry.parquet", "vessels.csv", "weather.zarr", "dataset.toml", "faults.parquet"} <= {
-        p.name for p in (root / "data" / "demo").iterdir()}
-    ev = root / "runs" / run1 / "evaluate"
+        p.name for p in (fleet_base / "data" / "demo").iterdir()}
+    ev = fleet_base / "runs" / run1 / "evaluate"
     checks = read_json(ev / "checks.json")
     assert {c["name"] for c in checks} >= {"monotone_stw_kn", "plausible", "regimes_vs_baseline"}
     assert all(c["passed"] for c in checks), checks
@@ -24,10 +27,11 @@ def test_demo_fleet_end_to_end_then_against_a_champion(tmp_path):
     assert set(metrics["by_regime"]) == {"vessel", "speed_band", "sea_state", "region", "month"}
     assert metrics["overall"]["rmse"] < metrics["baseline"]["rmse"]
     assert metrics["champion"] is None
-    client = mlflow_client(root)
-    assert str(client.get_model_version_by_alias("fleet", "candidate").version) == "1"
 
     # a reviewer approves version 1 (the audit app's job; here straight through the registry)
+    root = fleet_project
+    client = mlflow_client(root)
+    before = sorted(str(v.version) for v in client.search_model_versions("name = 'fleet'"))
     client.set_registered_model_alias("fleet", "champion", "1")
     second = run_seatrial(root, "demo", "--rows", ROWS, "-q")
     assert second.returncode == 0, second.stderr
@@ -36,12 +40,12 @@ def test_demo_fleet_end_to_end_then_against_a_champion(tmp_path):
     assert status == {"ingest": "cached", "features": "cached", "train": "cached",
                       "evaluate": "finished", "explain": "finished"}
     metrics = read_json(root / "runs" / run2 / "evaluate" / "metrics.json")
-    assert metrics["champion"]["rmse"] == metrics["overall"]["rmse"]    # the same model, retrained identically
+    assert metrics["champion"]["rmse"] == metrics["overall"]["rmse"]    # the same model, reused
     preds = pd.read_parquet(root / "runs" / run2 / "evaluate" / "predictions.parquet")
     assert "champion_pred" in preds and (preds.pred - preds.champion_pred).abs().max() < 1e-9
     # the model itself was reused: it is version 1 already, and no duplicate version is registered
     assert read_json(root / "runs" / run2 / "run.json")["model_version"] == "1"
-    assert [str(v.version) for v in client.search_model_versions("name = 'fleet'")] == ["1"]
+    assert sorted(str(v.version) for v in client.search_model_versions("name = 'fleet'")) == before == ["1", "2"]
 
     # nothing changed, champion included: every stage reused, and no stray MLflow run left open
     third = run_seatrial(root, "demo", "--rows", ROWS, "-q")

@@ -15,10 +15,9 @@ PASSWORD = {"ana": "north-sea-trial-2026", "vic": "baltic-watch-2026"}
 
 
 def _evidence(root, version: str) -> str:
-    "The evidence digest `review show` prints: what a reviewer looked at."
-    shown = run_seatrial(root, "review", "show", "fleet", version)
-    assert shown.returncode == 0, shown.stderr
-    return re.search(r"^evidence ([0-9a-f]{64})$", shown.stdout, re.M).group(1)
+    """The evidence digest `review show` prints (what a reviewer looked at), taken without a `seatrial` process: the first
+    test decides on the digest `review show` printed."""
+    return collect_evidence(root, "fleet", version).digest
 
 
 def _users(root):
@@ -54,16 +53,16 @@ def test_list_show_approve_history_verify(fleet_project):
     again = run_seatrial(root, "review", "approve", "fleet", "2", "-m", "once more", "--evidence", digest,
                          "--champion", "2")
     assert again.returncode == 1 and "already decided" in again.stderr
-    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", _evidence(root, "1"),
-                         "--champion", "2")
+    shown = run_seatrial(root, "review", "show", "fleet", "1")   # what a reviewer of version 1 looks at now
+    assert re.search(r"^  champion  2  \(its metrics on the champion's own test rows\)$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^  metric\s+candidate v1\s+baseline\s+champion v2$", shown.stdout, re.M), shown.stdout
+    evidence = re.search(r"^evidence ([0-9a-f]{64})$", shown.stdout, re.M).group(1)
+    empty = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "  ", "--evidence", evidence, "--champion", "2")
     assert empty.returncode == 1 and "comment is empty" in empty.stderr
     listed = run_seatrial(root, "review", "list")
     assert re.search(r"fleet\s+1 .*baseline \S+.*  champion 2 \S+.* \(on the champion's own test rows\)", listed.stdout), listed.stdout
-    shown = run_seatrial(root, "review", "show", "fleet", "1")
-    assert re.search(r"^  champion  2  \(its metrics on the champion's own test rows\)$", shown.stdout, re.M), shown.stdout
-    assert re.search(r"^  metric\s+candidate v1\s+baseline\s+champion v2$", shown.stdout, re.M), shown.stdout
-    moved = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse", "--evidence", _evidence(root, "1"),
-                         "--champion", "none")   # looked at before version 2 became champion
+    moved = run_seatrial(root, "review", "reject", "fleet", "1", "-m", "worse", "--evidence", evidence,
+                         "--champion", "none")   # decided as if version 2 were not champion
     assert moved.returncode == 1 and "compared with no champion, the champion is now version 2" in moved.stderr
 
     history = run_seatrial(root, "review", "history", "--model", "fleet")
