@@ -337,6 +337,10 @@ def _unknown_ids(d: Deriver, cols: dict[str, np.ndarray], n: int) -> dict[int, s
                 f"({d.config.entities.path.name}); use a known id, or add it there and restart")
             for i in unknown if not pd.isna(ids[i])}
 
+def _one_row(d: Deriver, cols: dict[str, np.ndarray]) -> np.ndarray:
+    "The model matrix of one record, converted value by value as the column copies of a batch convert them."
+    return np.array([[cols[f][0] if c is None else _code(c, cols[f][0]) for f, c in d._inputs]], dtype=np.float64)
+
 def _derive_one(d: Deriver, records: Checked) -> Derived | None:
     "A checked request of one typed record the shortest way (the server's common case); None when the general path must answer (an error)."
     cols = dict(records.columns)
@@ -350,9 +354,7 @@ def _derive_one(d: Deriver, records: Checked) -> Derived | None:
         cols.update(sample_grid(d._grid, d.grid_variables, cols[t.time], cols[t.lat], cols[t.lon])[0])
     frame = _Rows(cols, 1)
     for name, fn in d._fns: cols[name] = _feature(name, frame, fn)
-    # its row converted value by value, as the column copies of the general path convert them
-    X = np.array([[cols[f][0] if c is None else _code(c, cols[f][0]) for f, c in d._inputs]], dtype=np.float64)
-    return Derived(X, np.arange(1), {}, list(d.features), dict(d.categories))
+    return Derived(_one_row(d, cols), np.arange(1), {}, list(d.features), dict(d.categories))
 
 def _derive(d: Deriver, records) -> Derived:
     "Raw records -> `Derived`, on numpy columns: the registered functions see the same values as in the features stage."
@@ -379,10 +381,7 @@ def _derive(d: Deriver, records) -> Derived:
     frame = _Rows(cols, m)
     for name, fn in d._fns:
         cols[name] = _feature(name, frame, fn) if m else np.empty(0)
-    if m == 1:   # one record: its row converted value by value, as the column copies below convert them
-        codes = d._codes
-        X = np.array([[_code(codes[f], cols[f][0]) if f in codes else cols[f][0] for f in d.features]], dtype=np.float64)
-        return Derived(X, rows, errors, list(d.features), dict(d.categories))
+    if m == 1: return Derived(_one_row(d, cols), rows, errors, list(d.features), dict(d.categories))
     X = np.empty((m, len(d.features)))
     for j, f in enumerate(d.features if m else ()):   # no good row: nothing joined or sampled to copy
         if f in d._codes:
