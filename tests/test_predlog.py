@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -230,3 +231,30 @@ def test_threads_logging_at_once_lose_nothing(tmp_path):
     assert len(ids) == len(set(ids)) == 12_000 and sorted(df.prediction_id) == sorted(ids)
     assert (df.groupby("r_vessel_id").size() == 3000).all()
     assert set(df[df.r_vessel_id % 2 == 1].role) == {"challenger"}
+
+
+def test_one_row_batches_read_back_as_the_arrays_they_were_logged_as(tmp_path):
+    """A one-row batch is queued as plain values (the request path's shortcut): alone in a segment, or mixed with many-row
+    batches of the same columns, every value and every column type reads back as when the same rows are logged at once."""
+    raw = {"time": np.array(["2025-07-01T12:00", "2025-07-01T13:00", "2025-07-01T14:00"], dtype="datetime64[ns]"),
+           "vessel_id": np.array(["IMO 9321483", None, "IMO 9074729"], dtype=object),
+           "speed_kn": np.array([12.5, np.nan, 3.0]), "laden": np.array([True, False, True])}
+    out = np.array([31.2, 28.0, 9.5])
+
+    def logged(folder: Path, batches: list[slice]) -> pd.DataFrame:
+        with PredictionLog(folder, model="fleet") as plog:
+            for s in batches:
+                plog.log(raw={k: v[s] for k, v in raw.items()}, inputs={"stw_cubed": raw["speed_kn"][s] ** 3},
+                         output=out[s], version="2", reviewed=False)
+        return read_predictions(plog.folder).drop(columns=["prediction_id", "time"]).reset_index(drop=True)
+
+    at_once = logged(tmp_path / "at_once", [slice(0, 3)])
+    one_by_one = logged(tmp_path / "one_by_one", [slice(i, i + 1) for i in range(3)])
+    mixed = logged(tmp_path / "mixed", [slice(0, 1), slice(1, 3)])
+    assert list(at_once.columns) == ["model", "version", "role", "output", "latency_s", "reviewed", "r_time", "r_vessel_id",
+                                     "r_speed_kn", "r_laden", "x_stw_cubed"]
+    for got in (one_by_one, mixed):
+        pd.testing.assert_frame_equal(got, at_once)
+    assert len(at_once) == 3 and at_once.output.tolist() == out.tolist() and not at_once.reviewed.any()
+    assert at_once.r_vessel_id.isna().tolist() == [False, True, False] and at_once.r_time.dtype.kind == "M"
+    assert at_once.r_laden.dtype == bool and np.isnan(at_once.r_speed_kn[1]) and at_once.x_stw_cubed[0] == 12.5 ** 3

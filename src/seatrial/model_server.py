@@ -450,7 +450,8 @@ def _log_rows(self: ModelServer, served: Served, role: str, part, d, values: np.
     log = self.log
     if log is None: return [None] * len(values)
     raw = part.columns if len(d.rows) == len(part.rows) else {f: c[d.rows] for f, c in part.columns.items()}
-    inputs = dict(zip(d.features, d.matrix.T))   # column views of the model's matrix, no copy
+    # one row: its inputs as plain floats (what the log keeps of a one-row batch); more: column views of the matrix, no copy
+    inputs = dict(zip(d.features, d.matrix[0].tolist() if len(d.rows) == 1 else d.matrix.T))
     try:
         return log.log(output=values, version=served.version, role=role, reviewed=served.model.reviewed, latency_s=latency,
                        raw=raw, inputs=inputs, **extra).tolist()

@@ -9,10 +9,10 @@ import os
 import re
 import secrets
 import threading
-from time import monotonic, time_ns
+from time import monotonic, perf_counter, sleep, time_ns
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,10 @@ def _ids(self: PredictionLog, n: int, now: int) -> np.ndarray:
     if n == 1: return np.array([f"{now:016x}-{self.tag}-{s:010d}"])
     return np.strings.add(f"{now:016x}-{self.tag}-", np.strings.zfill(np.arange(s, s + n).astype(str), 10))
 
+def _plain(d: Mapping | None) -> Mapping | None:
+    "A one-row batch's columns with their one-element arrays as plain values: the writer gathers a column of a thousand such rows in one numpy call."
+    return d and {k: v[0] if type(v) is np.ndarray and v.shape == (1,) else v for k, v in d.items()}
+
 def _log(self: PredictionLog,
          batch: Mapping[str, Any] | Any | None = None,  # columns with their final names (a dict of arrays or a pyarrow Table)
          *,
@@ -138,8 +142,10 @@ def _log(self: PredictionLog,
     if "model" not in cols:
         if self.model is None: raise PredLogError(f"the prediction log at {self.folder} has no model name: pass model=")
         cols["model"] = self.model
+    ids = np.asarray(cols["prediction_id"])
+    if n == 1: cols, raw, inputs = _plain(cols), _plain(raw), _plain(inputs)
     _enqueue(self, "predictions", n, cols, raw, inputs)
-    return np.asarray(cols["prediction_id"])
+    return ids
 
 
 PredictionLog.log = _log
@@ -214,16 +220,30 @@ def _column(pieces: list) -> Any:
         return pa.array(a, from_pandas=a.dtype == object)
     return pa.concat_arrays([p if isinstance(p, pa.Array) else pa.array(p) for p in pieces])
 
-_PER_CALL = 256   # batches per numpy call: between calls the writer can give the GIL back to requests
+_PER_CALL = 256   # batches per numpy call, and per step of the writer's own loops: between steps it may pause (`_Pacer`)
+_STRETCH_S, _PAUSE_S = 0.0005, 0.0001   # the writer's longest run of work between pauses, and its pause (seconds)
 
-def _gather(k: str, vals: list, ns: list[int], total: int) -> Any:
+class _Pacer:
+    """Pauses the writer thread for `_PAUSE_S` once it has worked `_STRETCH_S` since its last pause. CPython runs one thread's
+    Python at a time, and a request thread waiting for the interpreter gets it from a busy writer only after the switch
+    interval (5 ms); while the writer pauses, a waiting request runs at once. Lowering the switch interval instead would
+    also let the writer interrupt requests."""
+    def __init__(self): self.since = perf_counter()
+    def __call__(self) -> None:
+        if perf_counter() - self.since >= _STRETCH_S:
+            sleep(_PAUSE_S)
+            self.since = perf_counter()
+
+def _gather(k: str, vals: Sequence, ns: list[int], total: int) -> Any:
     "One pyarrow Array of column k from its values in many batches; numpy does the work in the common cases."
     import pyarrow as pa
     a = None
     try:
         if isinstance(vals[0], np.ndarray):   # e.g. a thousand one-row batches, a few hundred per numpy call
             a = np.concatenate([np.concatenate(vals[i:i + _PER_CALL]) for i in range(0, len(vals), _PER_CALL)])
-        elif not _is_seq(vals[0]): a = np.repeat(np.array(vals), ns)    # one value per batch, for all its rows
+        elif not _is_seq(vals[0]):   # one value per batch, for all its rows (a one-row batch's values are plain: `_plain`)
+            a = np.array(vals)
+            if len(a) != total: a = np.repeat(a, ns)
     except (ValueError, TypeError): a = None
     if a is None or len(a) != total:
         pieces = [_piece(v, n) for v, n in zip(vals, ns)]
@@ -234,21 +254,25 @@ def _gather(k: str, vals: list, ns: list[int], total: int) -> Any:
         return _column(pieces)
     return pa.array(a, from_pandas=a.dtype == object)
 
-def _table(kind: str, items: list) -> Any:
+def _table(kind: str, items: list, pace: Callable[[], None] = lambda: None) -> Any:
     "A pyarrow Table of queued batches with the same columns, the log's own columns first and cast to their types."
     import pyarrow as pa
     types = _types()[kind]
     ns = [it[2] for it in items]
     total = sum(ns)
     _, _, _, cols, raw, inputs = items[0]
-    parts = [("", 3, cols), ("r_", 4, raw or {}), ("x_", 5, inputs or {})]
-    found = {p + k: (i, k) for p, i, d in parts for k in d}
+    flat = [p + k for p, d in (("", cols), ("r_", raw or {}), ("x_", inputs or {})) for k in d]   # a batch's values in this order
+    rows = []   # each batch's values in that order (batches of one shape list their columns in one order) ...
+    for s in range(0, len(items), _PER_CALL):
+        rows += [(*c.values(), *(r or {}).values(), *(x or {}).values()) for _, _, _, c, r, x in items[s:s + _PER_CALL]]
+        pace()
+    found = dict(zip(flat, zip(*rows)))   # ... transposed: every column's values across the batches
     names = [k for k in types if k in found] + [k for k in found if k not in types]
     arrays = []
     for name in names:
-        i, k = found[name]
-        a = _gather(name, [it[i][k] for it in items], ns, total)
+        a = _gather(name, found[name], ns, total)
         arrays.append(a.cast(types[name]) if name in types and a.type != types[name] else a)
+        pace()
     return pa.table(arrays, names=names)
 
 def _split(self: PredictionLog, table: Any) -> list:
@@ -264,11 +288,14 @@ def _shape(it: tuple) -> tuple:
 
 def _build(self: PredictionLog, items: list) -> list:
     "Turn queued batches into (kind, table) segments; a batch that cannot be a table is rejected and counted."
+    pace = _Pacer()
     groups: dict[tuple, list] = {}   # by shape, not by run: interleaved roles or versions still make one table each
-    for it in items: groups.setdefault(_shape(it), []).append(it)
+    for i, it in enumerate(items):
+        groups.setdefault(_shape(it), []).append(it)
+        if not i % _PER_CALL: pace()
     out = []
     for g in groups.values():
-        try: parts = [_table(g[0][0], g)]
+        try: parts = [_table(g[0][0], g, pace)]
         except Exception:
             parts = []
             for it in g:
