@@ -82,12 +82,13 @@ def approve_with_cli(root: Path, version: str, champion: str) -> str:
     return digest
 
 
-def telemetry_records(root: Path, n: int) -> list[dict]:
-    "Raw telemetry rows of a project's demo data, as a client of the model server sends them: ISO times with a zone, missing as null."
+def telemetry_records(root: Path, n: int, step: int = 997) -> list[dict]:
+    """Raw telemetry rows of a project's demo data (every `step`-th), as a client of the model server sends them: ISO times
+    with a zone, missing as null."""
     import math
 
     import pandas as pd
-    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet").iloc[:: 997].head(n)
+    t = pd.read_parquet(root / "data" / "demo" / "telemetry.parquet").iloc[::step].head(n)
     fields = ["time", "vessel_id", "lat", "lon", "stw_kn", "sog_kn", "heading_deg", "draught_m", "trim_m"]
     out = []
     for rec in t[fields].to_dict("records"):

@@ -15,7 +15,7 @@ from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial, telem
 from loopback import free_port
 
 from seatrial.derive import Deriver
-from seatrial.model_server import service_events
+from seatrial.model_server import ONE_ROW_PREDICTOR, ROW_TREES_PER_THREAD, service_events
 from seatrial.review import ledger_path
 from seatrial.sail import approved_model
 
@@ -81,19 +81,21 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         assert ready.status_code == 200 and ready.json()["version"] == "1", ready.text
         model = client.get("/model").json()
         assert (model["name"], model["version"], model["approved_by"], model["reviewed"]) == ("fleet", "1", "ana", True)
-        assert model["predictor"].startswith("lightgbm num_threads=1") and model["target"]["unit"] == "t/day"
+        assert model["predictor"] == ONE_ROW_PREDICTOR and model["target"]["unit"] == "t/day"
         assert model["fields"][:2] == ["time", "vessel_id"] and "stw_kn" in {f["name"] for f in model["features"]}
         assert {"Record", "Records", "RequestError"} <= set(model["request_schema"])
 
-        # predictions equal the booster's on the deriver's inputs: one record, then a batch
-        records = telemetry_records(root, 40)
+        # predictions equal the booster's on the deriver's inputs (one thread): one record, then a batch large enough for
+        # the server to predict it on more threads (one per core: the same bits)
+        records = telemetry_records(root, 400, step=95)   # rows the checks accept: the demo's injected faults fall between
         expected = _expected(root, "1", records)
+        assert len(records) * approved_model(root, "fleet", "1").load_booster().num_trees() >= 2 * ROW_TREES_PER_THREAD
         one = client.post("/predict", json=records[0]).json()
         assert (one["model"], one["version"], one["reviewed"], one["errors"]) == ("fleet", "1", True, {})
         assert abs(one["predictions"][0]["prediction"] - expected[0]) <= 1e-9
         batch = client.post("/predict", json=records).json()
         got = np.array([p["prediction"] for p in batch["predictions"]])
-        assert [p["row"] for p in batch["predictions"]] == list(range(40))
+        assert [p["row"] for p in batch["predictions"]] == list(range(400))
         assert np.abs(got - expected).max() <= 1e-9, np.abs(got - expected).max()
 
         # one bad row in a batch: the good rows answered, the bad one named with its field
