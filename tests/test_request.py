@@ -320,7 +320,8 @@ def test_a_json_batch_is_checked_as_each_of_its_records_alone(schema):
              {**GOOD, "draught_m": float("nan"), "trim_m": None}, {k: v for k, v in GOOD.items() if k != "vessel_id"},
              {**GOOD, "time": "2024-03-01T13:00:00+01:00", "vessel_id": 7}, {**GOOD, "vessel_id": None}, 7, ["x"],
              {**GOOD, "time": 1709294400}, {**GOOD, "time": "yesterday"}, {**GOOD, "heading_deg": 2**70},
-             {**GOOD, "heading_deg": 10**30}, {**GOOD, "heading_deg": 10**400}, {**GOOD, "vessel_id": ""}, {**GOOD, "time": None}, {}]
+             {**GOOD, "heading_deg": 10**30}, {**GOOD, "heading_deg": 10**400}, {**GOOD, "vessel_id": ""}, {**GOOD, "time": None}, {},
+             {**GOOD, "vessel_id": "\ud800"}, {**GOOD, "time": "2024-03-01T12:00:00Z\udc00"}]   # lone surrogates: JSON escapes
     rows = cases * 5   # past the size where batches are checked by column
     before = json.dumps(rows)
     batch = schema.check_records(rows)

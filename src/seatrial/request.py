@@ -127,6 +127,7 @@ def _wrong(v, r: FieldRule) -> str:
 def _not_time(v) -> str: return f"{_say(v)} is not an ISO 8601 timestamp; send e.g. 2024-03-01T12:00:00Z"
 def _time_range(v) -> str: return f"{_say(v)} is outside the years 1678-2261 that the server's timestamps hold"
 _EMPTY_ID = "is empty text; send the id"
+def _not_utf8(v) -> str: return f"{_say(v)} holds a lone surrogate (\\ud800-\\udfff), which is not text: send UTF-8 text"
 
 # %% ../../nbs/31_request.ipynb #c013
 _ABSENT = object()   # a field a record does not have
@@ -173,7 +174,12 @@ def _text(r: FieldRule):
     "The converter of an id or category field: text or a whole number (a category may also be any finite number)."
     def conv(v):
         t = type(v)
-        if t is str: return (v, None) if v else (None, _EMPTY_ID)
+        if t is str:
+            if not v: return None, _EMPTY_ID
+            if not v.isascii():   # a JSON escape can make a lone surrogate, which no UTF-8 text (nor the log) can hold
+                try: v.encode()
+                except UnicodeEncodeError: return None, _not_utf8(v)
+            return v, None
         if t is int: return (str(v) if r.kind == "id" else v), None
         if t is float and r.kind == "category" and math.isfinite(v): return v, None
         if v is None: return (None, None) if r.nullable else (None, _NULL)
@@ -520,7 +526,7 @@ def _by_column(s: RequestSchema, records: list) -> Checked:
         values = None
         if set(map(type, col)) <= _PLAIN[r.kind]:
             try: values, suspect, py = _typed_column(pa.array(col), r, n)
-            except (pa.ArrowException, OverflowError): values = None   # e.g. a whole number beyond 64 bits
+            except (pa.ArrowException, OverflowError, UnicodeEncodeError): values = None   # a whole number beyond 64 bits, a lone surrogate
         if values is None:
             values = np.full(n, np.nan) if r.kind == "number" else np.full(n, None, dtype=object)
             if r.kind == "time": values = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
