@@ -15,7 +15,7 @@ from conftest import SEATRIAL, approve_with_cli as _approve, run_seatrial, telem
 from loopback import free_port
 
 from seatrial.derive import Deriver
-from seatrial.model_server import ONE_ROW_PREDICTOR, ROW_TREES_PER_THREAD, service_events
+from seatrial.model_server import ROW_TREES_PER_THREAD, predictor_text, service_events
 from seatrial.review import ledger_path
 from seatrial.sail import approved_model
 
@@ -47,6 +47,17 @@ def _expected(root, version: str, records: list[dict]) -> np.ndarray:
     d = Deriver.for_model(m).derive(records)
     assert not d.errors, d.errors
     return m.load_booster(num_threads=1).predict(d.matrix)
+
+
+def _compiled(client: httpx.Client, version: str, limit_s: float = 120) -> dict:
+    "/model once the version's batches go to its compiled trees (compiled at low priority: give it time on a busy machine)."
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        model = client.get("/model").json()
+        if model["version"] == version and model["batch_predictor"]["state"] == "compiled": return model
+        assert model["batch_predictor"]["state"] != "lightgbm" or "reason" not in model["batch_predictor"], model["batch_predictor"]
+        time.sleep(0.2)
+    raise AssertionError(f"version {version}'s trees were not compiled within {limit_s} s: {model['batch_predictor']}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -81,7 +92,8 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         assert ready.status_code == 200 and ready.json()["version"] == "1", ready.text
         model = client.get("/model").json()
         assert (model["name"], model["version"], model["approved_by"], model["reviewed"]) == ("fleet", "1", "ana", True)
-        assert model["predictor"] == ONE_ROW_PREDICTOR and model["target"]["unit"] == "t/day"
+        assert model["predictor"] in (predictor_text(False, True), predictor_text(True, True)), model["predictor"]
+        assert model["target"]["unit"] == "t/day"
         assert model["fields"][:2] == ["time", "vessel_id"] and "stw_kn" in {f["name"] for f in model["features"]}
         assert {"Record", "Records", "RequestError"} <= set(model["request_schema"])
 
@@ -96,6 +108,15 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         batch = client.post("/predict", json=records).json()
         got = np.array([p["prediction"] for p in batch["predictions"]])
         assert [p["row"] for p in batch["predictions"]] == list(range(400))
+        assert np.abs(got - expected).max() <= 1e-9, np.abs(got - expected).max()
+
+        # the trees compiled (tl2cgen, gcc) in the background take over batches once checked: the same answers
+        model = _compiled(client, "1")
+        assert model["predictor"] == predictor_text(True, True)
+        assert model["batch_predictor"]["rows_checked"] > 1_000 and model["batch_predictor"]["largest_difference"] <= 1e-9
+        assert (root / ".seatrial" / "compiled").is_dir() and model["batch_predictor"]["library"].endswith(".so")
+        batch = client.post("/predict", json=records).json()
+        got = np.array([p["prediction"] for p in batch["predictions"]])
         assert np.abs(got - expected).max() <= 1e-9, np.abs(got - expected).max()
 
         # one bad row in a batch: the good rows answered, the bad one named with its field
@@ -147,6 +168,7 @@ def test_serves_the_champion_checks_requests_and_swaps_under_load(fleet_project)
         assert seen == "2", "the server did not swap to version 2"
         assert failures == [] and len(versions) > 10
         assert versions[0] == "1" and versions[-1] == "2" and set(versions) == {"1", "2"}
+        _compiled(client, "2")   # the new champion's trees compiled and checked too
         v2 = client.post("/predict", json=records[:3]).json()
         assert v2["version"] == "2"
         assert np.abs(np.array([p["prediction"] for p in v2["predictions"]]) - _expected(root, "2", records[:3])).max() <= 1e-9

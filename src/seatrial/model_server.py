@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import queue
 import re
 import threading
 import time
@@ -29,8 +30,8 @@ import orjson
 from .core import SeatrialError
 
 # %% auto #0
-__all__ = ['ROW_TREES_PER_THREAD', 'PREDICTOR', 'ONE_ROW_PREDICTOR', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE',
-           'SERVICE_EVENTS', 'ServeError', 'Served', 'single_row_predictor', 'batch_threads', 'load_served', 'share_of',
+__all__ = ['ROW_TREES_PER_THREAD', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE', 'SERVICE_EVENTS', 'COMPILED', 'ServeError',
+           'Served', 'single_row_predictor', 'batch_threads', 'predictor_text', 'load_served', 'share_of',
            'challenger_mask', 'ModelServer', 'check_feedback', 'service_path', 'record_service', 'service_events',
            'openapi', 'make_app', 'default_model', 'serve_model']
 
@@ -56,9 +57,10 @@ class Served:
     stamp: str                  # `sail.champion_stamp` read just before it was checked
     target: dict = field(default_factory=dict)   # {"name", "label", "unit"} of what the model predicts
     loaded_at: float = 0.0      # time.time() when it was ready
-    description: bytes = b""    # the /model answer, JSON-encoded once
+    about: dict = field(default_factory=dict)   # the /model answer but for how rows are predicted (`describe`)
     entity: str | None = None   # the request field holding the entity id (None: the dataset has no entities)
-    one_row: Any = None         # its `single_row_predictor` (None: one row goes through booster.predict too)
+    one_row: Any = None         # its `single_row_predictor` (None: one row goes through the batch predictor too)
+    batch: Any = None           # its `compiled_trees.BatchPredictor`: LightGBM, or the compiled trees once checked
 
     @property
     def version(self) -> str: return self.model.version
@@ -69,10 +71,15 @@ class Served:
         "Derive the good rows' inputs and predict them; a row the deriver refuses (an unknown entity) is named with its field."
         d = self.deriver.derive(checked)   # typed columns straight in: no pandas frame, one record or ten thousand
         if len(d.rows) == 1 and self.one_row is not None: values = self.one_row(d.matrix[0])   # the same bits, a fifth of the time
-        elif len(d.rows): values = self.booster.predict(d.matrix, num_threads=batch_threads(len(d.rows), self.booster.num_trees()))
+        elif len(d.rows): values = self.batch.predict(d.matrix, batch_threads(len(d.rows), self.booster.num_trees()))
         else: values = np.empty(0)
         errors = {int(checked.rows[p]): [_derive_problem(msg)] for p, msg in d.errors.items()}
         return checked.rows[d.rows], values, errors, d
+
+    def describe(self) -> bytes:
+        "The /model answer: the version, and how its rows are predicted now (the compiled trees may take over batches)."
+        return _dumps(self.about | {"predictor": predictor_text(self.batch.state == "compiled", self.one_row is not None),
+                                    "batch_predictor": self.batch.describe()})
 
 # %% ../../nbs/34_model_server.ipynb #c102
 def _free_configs(lib, handles: list, booster) -> None:
@@ -141,15 +148,21 @@ def batch_threads(
     from seatrial.lightgbm_pyfunc import available_cores
     return max(1, min(available_cores() if cores is None else cores, n_rows * n_trees // ROW_TREES_PER_THREAD))
 
-PREDICTOR = f"lightgbm; a batch on one thread per {ROW_TREES_PER_THREAD:,} rows x trees, at most one per core"   # as /model says
-ONE_ROW_PREDICTOR = PREDICTOR + "; one row: LGBM_BoosterPredictForMatSingleRowFast"   # ... when one row takes LightGBM's single-row path
+def predictor_text(
+    compiled: bool,   # batches go to the compiled trees (`compiled_trees`)
+    one_row: bool,    # one row takes LightGBM's single-row path (`single_row_predictor`)
+) -> str:             # what /model's "predictor" says
+    "How a served version's rows are predicted, in words."
+    batch = "tl2cgen-compiled trees (checked against lightgbm)" if compiled else "lightgbm"
+    return (f"{batch}; a batch on one thread per {ROW_TREES_PER_THREAD:,} rows x trees, at most one per core"
+            + ("; one row: LGBM_BoosterPredictForMatSingleRowFast" if one_row else ""))
 
-def _describe(m, deriver, schema, target: dict, predictor: str = PREDICTOR) -> dict:
-    "The /model answer of a served version."
+def _describe(m, deriver, schema, target: dict) -> dict:
+    "The /model answer of a served version, but for its predictor (`Served.describe` adds it)."
     cats = set(deriver.categorical)
     return {"name": m.name, "version": m.version, "reviewed": m.reviewed, "approved_by": m.approved_by,
             "approved_at": m.approved_at, "evidence_digest": m.evidence_digest, "ledger_seq": m.ledger_seq,
-            "model_sha256": m.sha256, "run": m.run, "task": m.task, "target": target, "predictor": predictor,
+            "model_sha256": m.sha256, "run": m.run, "task": m.task, "target": target,
             "features": [{"name": f, "type": m.feature_types.get(f), "categorical": f in cats} for f in m.features],
             "fields": list(schema.fields), "request_schema": schema.openapi()}
 
@@ -160,6 +173,7 @@ def load_served(
     unreviewed: bool = False,          # serve an explicit version without the gate (said in every answer)
 ) -> Served:
     "Check a version through the approval gate and build everything its requests need; raises `sail.SailError` when it may not sail."
+    from seatrial.compiled_trees import BatchPredictor
     from seatrial.derive import Deriver
     from seatrial.display import vocabulary
     from seatrial.request import RequestSchema
@@ -171,11 +185,10 @@ def load_served(
     schema = RequestSchema.for_deriver(deriver)
     v = vocabulary(deriver.config)
     target = {"name": v.target, "label": v.label(v.target), "unit": v.unit(v.target)}
-    one_row = single_row_predictor(booster)
-    desc = json.dumps(_describe(m, deriver, schema, target, PREDICTOR if one_row is None else ONE_ROW_PREDICTOR)).encode()
     t = deriver.config.table
     entity = t.entity if deriver.config.entities and t.entity in schema.fields else None
-    return Served(m, booster, deriver, schema, stamp, target, time.time(), desc, entity, one_row)
+    return Served(m, booster, deriver, schema, stamp, target, time.time(), _describe(m, deriver, schema, target), entity,
+                  single_row_predictor(booster), BatchPredictor(booster))
 
 # %% ../../nbs/34_model_server.ipynb #c031
 _SHARE_SCALE = float(1 << 64)
@@ -327,6 +340,7 @@ class ModelServer:
                  share: float = 0.1,                # the challenger's share of the entities, in [0, 1]
                  shadow: str | int | None = None,   # a version scored beside whoever answered, logged, never returned
                  listen: str | None = None,         # "host:port" the server listens on, for the service log
+                 compile: bool = True,              # compile each version's trees for its batches (`compiled_trees`)
                 ):
         if not 0.0 <= float(share) <= 1.0: raise ServeError(f"--share {share} is not a share: give a number from 0 to 1, e.g. 0.1")
         self.root, self.name, self.poll_s, self.share = Path(root), name, float(poll_s), float(share)
@@ -350,6 +364,9 @@ class ModelServer:
         self._shadow_q: deque = deque()
         self._shadow_stop = threading.Event()
         self._shadow_thread: threading.Thread | None = None
+        self.compile = compile
+        self._compile_q: queue.SimpleQueue = queue.SimpleQueue()   # versions whose trees to compile; None: stop
+        self._compiler: threading.Thread | None = None
         self.in_service = False
 
     def _other(self, version, role: str) -> Served | None:
@@ -394,6 +411,7 @@ def _reload(self: ModelServer, force: bool = False) -> dict:
         gc.freeze()          # the new version's objects join the ones frozen at start (serve_model): no full collection walks them
         self.metrics.serving(old, new)
         self.metrics.swaps.inc()
+        if self.compile: self._compile_q.put(new)
         if self.in_service:
             self._event("out", old, "champion")
             self._event("in", new, "champion")
@@ -685,11 +703,28 @@ def _event(self: ModelServer, event: str, served: Served, role: str) -> None:
         warnings.warn(f"could not record that {self.name} version {served.version} went {event} of service: {_reason(e)}",
                       stacklevel=2)
 
+COMPILED = Path(".seatrial") / "compiled"   # in the project: the compiled trees of the versions served here
+
+def _compile_loop(self: ModelServer) -> None:
+    """The compiler thread, at low priority (it and the gcc it starts yield to requests): each version put in service gets
+    its compiled trees, kept in the project's .seatrial/compiled and checked on its test rows; LightGBM answers its batches
+    until then, and for good when they cannot be had (/model says why)."""
+    from seatrial.export import version_test_rows
+    try: os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)   # Linux: this thread only, and what it starts
+    except (AttributeError, OSError): pass
+    while (s := self._compile_q.get()) is not None:
+        if not any(s is r for _, r in self.roles()): continue   # swapped out before its turn
+        s.batch.prepare(self.root / COMPILED, s.model.sha256, lambda m=s.model: version_test_rows(self.root, m)[0])
+
 def _open(self: ModelServer, **log_options: Any) -> ModelServer:
-    "Go into service: open the prediction log, start the watcher and the shadow's thread, record the versions going in."
+    "Go into service: open the prediction log, start the watcher, the shadow's and the compiler's threads, record the versions going in."
     from seatrial.predlog import PredictionLog
     if self.log is None or self.log.closed: self.log = PredictionLog(self.root, self.name, **log_options)
     self.start()
+    if self.compile and (self._compiler is None or not self._compiler.is_alive()):
+        for _, s in self.roles(): self._compile_q.put(s)
+        self._compiler = threading.Thread(target=_compile_loop, args=(self,), name="seatrial-compiler", daemon=True)
+        self._compiler.start()
     if self.shadow is not None and (self._shadow_thread is None or not self._shadow_thread.is_alive()):
         self._shadow_stop.clear()
         self._shadow_thread = threading.Thread(target=_shadow_loop, args=(self,), name="seatrial-shadow", daemon=True)
@@ -699,8 +734,11 @@ def _open(self: ModelServer, **log_options: Any) -> ModelServer:
     return self
 
 def _close(self: ModelServer, timeout: float = 10.0) -> bool:
-    "Go out of service: stop the watcher, let the shadow score its queue, drain and close the log; True when nothing was lost."
+    "Go out of service: stop the watcher and the compiler, let the shadow score its queue, drain and close the log; True when nothing was lost."
     self.stop()
+    if self._compiler is not None:
+        self._compile_q.put(None)
+        self._compiler.join(timeout)   # a compile under way finishes: no temporary library is left behind
     if self._shadow_thread is not None:
         self._shadow_stop.set()
         self._shadow_thread.join(timeout)
@@ -900,7 +938,7 @@ def _routes(server: ModelServer) -> list:
 
     return [Route("/predict", _Predict(server), methods=["POST"]),
             Route("/feedback", feedback, methods=["POST"]),
-            Route("/model", simple("/model", lambda: _json(server.current.description))),
+            Route("/model", simple("/model", lambda: _json(server.current.describe()))),
             Route("/openapi.json", simple("/openapi.json", lambda: _json(openapi(server.current)))),
             Route("/health", simple("/health", lambda: _json({"status": "up"}))),
             Route("/ready", simple("/ready", ready)),
@@ -918,11 +956,12 @@ def make_app(
     share: float = 0.1,                # the challenger's share of the entities (by row without an entity column)
     shadow: str | int | None = None,   # a version scored beside whoever answered, logged with role shadow, never returned
     listen: str | None = None,         # "host:port", named in the service events
+    compile: bool = True,              # compile each version's trees for its batches (LightGBM answers until then)
 ):  # -> starlette.applications.Starlette, with .state.server the ModelServer
     "The model server's ASGI app; raises `sail.SailError` with the gate's message when there is nothing it may serve."
     import contextlib
     from starlette.applications import Starlette
-    server = ModelServer(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen)
+    server = ModelServer(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen, compile)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -967,6 +1006,7 @@ def serve_model(
     share: float = 0.1,                # the challenger's share
     shadow: str | int | None = None,   # a version scored beside, logged, never returned
     credentials: str | os.PathLike | None = None,  # the credentials file holding API tokens (None: no tokens)
+    compile: bool = True,              # compile each version's trees for its batches (`compiled_trees`; needs gcc)
 ) -> None:
     "Serve a model with uvicorn until interrupted; refuses to start when the gate refuses, or off loopback without tokens."
     import signal
@@ -975,7 +1015,7 @@ def serve_model(
     check_bind(address, tokens)   # before the slow load
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before LightGBM's OpenMP runtime is loaded
     name = name or default_model(root)
-    app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}")
+    app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}", compile=compile)
     server = app.state.server
     app = protect(app, address, tokens, observe=server.metrics.observe)
     if hasattr(signal, "SIGHUP"): signal.signal(signal.SIGHUP, lambda *_: server.wake())
