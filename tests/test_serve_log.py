@@ -61,10 +61,11 @@ def test_every_answer_is_logged_feedback_is_stored_and_sigterm_loses_nothing(fle
     _approve(root, "1", "none")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _serve(root, "--port", str(port))
+    proc = _serve(root, "--port", str(port), "--no-compile")
     try:
         _wait_up(proc, url)
         c = httpx.Client(base_url=url, timeout=30)
+        assert c.get("/model").json()["batch_predictor"] == {"state": "lightgbm", "by": "lightgbm"}   # as asked, no reason
         records = telemetry_records(root, 30)
         expected = _expected(root, "1", records)
         answered: dict[str, float] = {}
@@ -257,6 +258,12 @@ def test_a_full_disk_for_the_log_is_said_by_ready_while_predictions_answer(fleet
         errors = float(next(ln.split()[1] for ln in metrics.splitlines() if ln.startswith("seatrial_log_write_errors_total ")))
         queued = float(next(ln.split()[1] for ln in metrics.splitlines() if ln.startswith("seatrial_log_queue_rows ")))
         assert errors >= 1 and queued == 20, metrics
+        # nor can the trees be compiled (gcc's files are larger too): LightGBM answers the batches and /model says why
+        t0, bp = time.monotonic(), c.get("/model").json()["batch_predictor"]
+        while time.monotonic() - t0 < 60 and "reason" not in bp:
+            time.sleep(0.2); bp = c.get("/model").json()["batch_predictor"]
+        assert bp["state"] == "lightgbm" and bp["reason"].startswith("the trees could not be compiled"), bp
+        assert not list((root / ".seatrial" / "compiled").glob("*.so")), "a library was left behind"
         c.close()
     finally:
         proc.kill(); proc.wait()

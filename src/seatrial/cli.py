@@ -417,7 +417,7 @@ def cmd_serve(args) -> int:
     serve_model(args.root, args.model, address=args.address, port=args.port, version=args.version,
                 unreviewed=args.unreviewed, poll_s=args.poll, challenger=args.challenger,
                 share=0.1 if args.share is None else args.share, shadow=args.shadow, credentials=_credentials(args),
-                compile=not args.no_compile)
+                compiled=not args.no_compile)
     return 0
 
 def add_serve_command(sub) -> None:

@@ -340,7 +340,7 @@ class ModelServer:
                  share: float = 0.1,                # the challenger's share of the entities, in [0, 1]
                  shadow: str | int | None = None,   # a version scored beside whoever answered, logged, never returned
                  listen: str | None = None,         # "host:port" the server listens on, for the service log
-                 compile: bool = True,              # compile each version's trees for its batches (`compiled_trees`)
+                 compiled: bool = True,             # compile each version's trees for its batches (`compiled_trees`)
                 ):
         if not 0.0 <= float(share) <= 1.0: raise ServeError(f"--share {share} is not a share: give a number from 0 to 1, e.g. 0.1")
         self.root, self.name, self.poll_s, self.share = Path(root), name, float(poll_s), float(share)
@@ -364,7 +364,7 @@ class ModelServer:
         self._shadow_q: deque = deque()
         self._shadow_stop = threading.Event()
         self._shadow_thread: threading.Thread | None = None
-        self.compile = compile
+        self.compiled = compiled
         self._compile_q: queue.SimpleQueue = queue.SimpleQueue()   # versions whose trees to compile; None: stop
         self._compiler: threading.Thread | None = None
         self.in_service = False
@@ -411,7 +411,7 @@ def _reload(self: ModelServer, force: bool = False) -> dict:
         gc.freeze()          # the new version's objects join the ones frozen at start (serve_model): no full collection walks them
         self.metrics.serving(old, new)
         self.metrics.swaps.inc()
-        if self.compile: self._compile_q.put(new)
+        if self.compiled: self._compile_q.put(new)
         if self.in_service:
             self._event("out", old, "champion")
             self._event("in", new, "champion")
@@ -721,7 +721,7 @@ def _open(self: ModelServer, **log_options: Any) -> ModelServer:
     from seatrial.predlog import PredictionLog
     if self.log is None or self.log.closed: self.log = PredictionLog(self.root, self.name, **log_options)
     self.start()
-    if self.compile and (self._compiler is None or not self._compiler.is_alive()):
+    if self.compiled and (self._compiler is None or not self._compiler.is_alive()):
         for _, s in self.roles(): self._compile_q.put(s)
         self._compiler = threading.Thread(target=_compile_loop, args=(self,), name="seatrial-compiler", daemon=True)
         self._compiler.start()
@@ -956,12 +956,12 @@ def make_app(
     share: float = 0.1,                # the challenger's share of the entities (by row without an entity column)
     shadow: str | int | None = None,   # a version scored beside whoever answered, logged with role shadow, never returned
     listen: str | None = None,         # "host:port", named in the service events
-    compile: bool = True,              # compile each version's trees for its batches (LightGBM answers until then)
+    compiled: bool = True,             # compile each version's trees for its batches (LightGBM answers until then)
 ):  # -> starlette.applications.Starlette, with .state.server the ModelServer
     "The model server's ASGI app; raises `sail.SailError` with the gate's message when there is nothing it may serve."
     import contextlib
     from starlette.applications import Starlette
-    server = ModelServer(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen, compile)
+    server = ModelServer(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen, compiled)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -1006,7 +1006,7 @@ def serve_model(
     share: float = 0.1,                # the challenger's share
     shadow: str | int | None = None,   # a version scored beside, logged, never returned
     credentials: str | os.PathLike | None = None,  # the credentials file holding API tokens (None: no tokens)
-    compile: bool = True,              # compile each version's trees for its batches (`compiled_trees`; needs gcc)
+    compiled: bool = True,             # compile each version's trees for its batches (`compiled_trees`; needs gcc)
 ) -> None:
     "Serve a model with uvicorn until interrupted; refuses to start when the gate refuses, or off loopback without tokens."
     import signal
@@ -1015,7 +1015,8 @@ def serve_model(
     check_bind(address, tokens)   # before the slow load
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # before LightGBM's OpenMP runtime is loaded
     name = name or default_model(root)
-    app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}", compile=compile)
+    app = make_app(root, name, version, unreviewed, poll_s, challenger, share, shadow, listen=f"{address}:{port}",
+                   compiled=compiled)
     server = app.state.server
     app = protect(app, address, tokens, observe=server.metrics.observe)
     if hasattr(signal, "SIGHUP"): signal.signal(signal.SIGHUP, lambda *_: server.wake())
