@@ -24,7 +24,7 @@ Workloads, each server in turn:
   and p99 of the request times. The clients share the 2 cores with the server (one Python process: the GIL), equally
   for all three.
 - a 10,000-row batch end to end: the pre-encoded body sent, the answer read and `json.loads`-ed, its 10,000 predictions
-  counted; 5 times, median and best. Ours: JSON records and an Arrow IPC stream of the raw columns.
+  counted; 5 times, median and best. Ours: JSON records, an Arrow IPC stream and a Parquet file of the raw columns.
 - ours only: the logger keeps up. One client sends single-row requests without pause for 60 s (--logger-seconds) while
   the log's queue depth is read from /metrics every second: its largest depth, and rows predicted = rows written, read
   back from the Parquet log after SIGTERM drained the server.
@@ -111,6 +111,15 @@ def second_version(root: Path) -> str:
     return str(version)
 
 
+def _parquet(table) -> bytes:
+    "A table as a Parquet file's bytes (pyarrow's defaults: snappy, one row group)."
+    import io
+    import pyarrow.parquet as pq
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
 def workload_data(root: Path, n_batch: int) -> dict:
     "Records that derive cleanly, their model inputs, and every request body, encoded once."
     import numpy as np
@@ -154,7 +163,7 @@ def workload_data(root: Path, n_batch: int) -> dict:
     return {
         "model": m, "expected": expected, "features": d.features,
         "ours": [enc(r) for r in records[:DISTINCT]], "ours_batch": enc(records),
-        "ours_arrow": sink.getvalue().to_pybytes(),
+        "ours_arrow": sink.getvalue().to_pybytes(), "ours_parquet": _parquet(table),
         "mlflow": [mlflow_body([r]) for r in mlflow_rows[:DISTINCT]], "mlflow_batch": mlflow_body(mlflow_rows),
         "bare": [enc({"rows": [r]}) for r in bare_rows[:DISTINCT]], "bare_batch": enc({"rows": bare_rows}),
     }
@@ -464,7 +473,8 @@ def main() -> None:
             ours_values = lambda o: [p["prediction"] for p in o["predictions"]]   # noqa: E731
             results["ours"] = measure("ours", srv, "/predict", data["ours"],
                                       [("batch_json", data["ours_batch"], "application/json"),
-                                       ("batch_arrow", data["ours_arrow"], "application/vnd.apache.arrow.stream")],
+                                       ("batch_arrow", data["ours_arrow"], "application/vnd.apache.arrow.stream"),
+                                       ("batch_parquet", data["ours_parquet"], "application/vnd.apache.parquet")],
                                       ours_values, data, args)
             if args.logger_seconds:
                 since = time.time()
@@ -551,6 +561,8 @@ def _table(r: dict, args) -> None:
         (f"{args.batch:,}-row batch JSON, best (ms)", ("batch_json", "best_ms"), True),
         (f"{args.batch:,}-row batch Arrow IPC, median (ms)", ("batch_arrow", "median_ms"), True),
         (f"{args.batch:,}-row batch Arrow IPC, best (ms)", ("batch_arrow", "best_ms"), True),
+        (f"{args.batch:,}-row batch Parquet, median (ms)", ("batch_parquet", "median_ms"), True),
+        (f"{args.batch:,}-row batch Parquet, best (ms)", ("batch_parquet", "best_ms"), True),
     ]
     def get(who: str, key: tuple) -> float | None: return r[who].get(key[0], {}).get(key[1])
     def fmt(v: float | None, rate: bool) -> str: return "-" if v is None else f"{v:.0f}" if rate else f"{v:.2f}"

@@ -30,8 +30,8 @@ import orjson
 from .core import SeatrialError
 
 # %% auto #0
-__all__ = ['ROW_TREES_PER_THREAD', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE', 'SERVICE_EVENTS', 'COMPILED', 'ServeError',
-           'Served', 'single_row_predictor', 'batch_threads', 'predictor_text', 'load_served', 'share_of',
+__all__ = ['ROW_TREES_PER_THREAD', 'SHADOW_QUEUE', 'FEEDBACK_FIELDS', 'SERVICE_FILE', 'SERVICE_EVENTS', 'COMPILED', 'LOG_WAIT_S',
+           'ServeError', 'Served', 'single_row_predictor', 'batch_threads', 'predictor_text', 'load_served', 'share_of',
            'challenger_mask', 'ModelServer', 'check_feedback', 'service_path', 'record_service', 'service_events',
            'openapi', 'make_app', 'default_model', 'serve_model']
 
@@ -278,7 +278,9 @@ class _LogCollector:
         for name, key, doc in (("seatrial_log_rows_written", "rows_written", "Prediction rows written to the log's segments"),
                                ("seatrial_log_feedback_written", "feedback_written", "Feedback rows written to the log"),
                                ("seatrial_log_write_errors", "write_errors", "Failed writes of a log segment (each is retried)"),
-                               ("seatrial_log_dropped_rows", "dropped_rows", "Rows not logged: the log's queue was full")):
+                               ("seatrial_log_dropped_rows", "dropped_rows", "Rows not logged: the log's queue was full"),
+                               ("seatrial_log_wait_seconds", "waited_s",
+                                "Seconds answered batches waited for room in the log's full queue (back-pressure)")):
             yield CounterMetricFamily(name, doc, value=m.get(key, 0))
         yield CounterMetricFamily("seatrial_shadow_dropped_rows", "Rows the shadow did not score: its queue was full",
                                   value=self.server.shadow_dropped)
@@ -704,6 +706,7 @@ def _event(self: ModelServer, event: str, served: Served, role: str) -> None:
                       stacklevel=2)
 
 COMPILED = Path(".seatrial") / "compiled"   # in the project: the compiled trees of the versions served here
+LOG_WAIT_S = 2.0   # an answer finding the prediction log's queue full waits this long for room (the writer is writing)
 
 def _compile_loop(self: ModelServer) -> None:
     """The compiler thread, at low priority (it and the gcc it starts yield to requests): each version put in service gets
@@ -719,7 +722,7 @@ def _compile_loop(self: ModelServer) -> None:
 def _open(self: ModelServer, **log_options: Any) -> ModelServer:
     "Go into service: open the prediction log, start the watcher, the shadow's and the compiler's threads, record the versions going in."
     from seatrial.predlog import PredictionLog
-    if self.log is None or self.log.closed: self.log = PredictionLog(self.root, self.name, **log_options)
+    if self.log is None or self.log.closed: self.log = PredictionLog(self.root, self.name, **({"wait_s": LOG_WAIT_S} | log_options))
     self.start()
     if self.compiled and (self._compiler is None or not self._compiler.is_alive()):
         for _, s in self.roles(): self._compile_q.put(s)

@@ -65,11 +65,13 @@ class PredictionLog:
                  max_age_s: float = 1.0,     # a logged row is on disk within this many seconds
                  queue_rows: int = 100_000,  # rows held in memory at most (queued or waiting for a retry); more are dropped
                  fsync: bool = False,        # also fsync each segment and its folder (survives power loss, costs a few ms)
+                 wait_s: float = 0.0,        # a batch finding the queue full waits this long for room while the writer is
+                                             # writing (not while it is failing); then it is dropped
                 ) -> None:
         import pyarrow.parquet  # noqa: F401  # imported here, once, not on the first write
         self.folder = prediction_folder(root_or_folder, model) if model else Path(root_or_folder)
         self.model, self.max_rows, self.max_bytes, self.max_age_s = model, max_rows, max_bytes, max_age_s
-        self.queue_rows, self.fsync = queue_rows, fsync
+        self.queue_rows, self.fsync, self.wait_s = queue_rows, fsync, wait_s
         self.tag = secrets.token_hex(4)   # tells this log's ids and segments from another process's
         self._q: deque = deque()          # (kind, enqueued monotonic, rows, columns, raw, inputs)
         self._lock = threading.Lock()     # taken by log() callers only, never by the writer or close()
@@ -83,6 +85,8 @@ class PredictionLog:
         self._retry: list = []            # (kind, table) built but not yet written
         self._segment_seq = 0
         self._wake = threading.Event()
+        self._room = threading.Event()    # set by the writer after each segment written: rows left the queue
+        self.waited_s = 0.0               # seconds batches waited for room in a full queue, in all
         self._closing, self._close_by, self.closed = False, 0.0, False
         self._writer = threading.Thread(target=self._run, name=f"predlog-{self.folder.name}", daemon=True)
         self._writer.start()
@@ -91,16 +95,28 @@ class PredictionLog:
 
 # %% ../../nbs/33_predlog.ipynb #c012
 def _enqueue(self: PredictionLog, kind: str, n: int, cols: dict, raw: Mapping | None = None, inputs: Mapping | None = None) -> bool:
-    "Queue a batch, or count it as dropped when the queue is full or the log closed; never waits for I/O, never raises."
-    with self._lock:
-        if self._closing or self._in - self._out - self._rejected + n > self.queue_rows:
-            self._dropped += n
-            return False
-        self._q.append((kind, monotonic(), n, cols, raw, inputs))
-        self._in += n
-        if kind == "predictions": self.rows_logged += n
-        else: self.feedback_logged += n
-        if self._in - self._out - self._rejected >= self.max_rows: self._wake.set()
+    """Queue a batch. A full queue: wait up to `wait_s` for the writer to make room while it is writing, then count the
+    batch as dropped; at once when the log is closed, the writer is failing or the batch could never fit. Never raises."""
+    t0 = None
+    while True:
+        self._room.clear()   # before looking: a segment written after the look sets it again, and the wait sees it
+        with self._lock:
+            if not self._closing and self._in - self._out - self._rejected + n <= self.queue_rows:
+                self._q.append((kind, monotonic(), n, cols, raw, inputs))
+                self._in += n
+                if kind == "predictions": self.rows_logged += n
+                else: self.feedback_logged += n
+                if self._in - self._out - self._rejected >= self.max_rows: self._wake.set()
+                break
+            now = monotonic()
+            t0 = now if t0 is None else t0
+            if self._closing or self._failing or n > self.queue_rows or now - t0 >= self.wait_s:
+                self._dropped += n
+                self.waited_s += now - t0
+                return False
+        self._wake.set()   # the writer flushes now rather than at its next tick
+        self._room.wait(self.wait_s - (monotonic() - t0))
+    if t0 is not None: self.waited_s += monotonic() - t0
     return True
 
 def _ids(self: PredictionLog, n: int, now: int) -> np.ndarray:
@@ -352,6 +368,7 @@ def _flush(self: PredictionLog) -> None:
         self.segments_written += 1
         if kind == "predictions": self.rows_written += table.num_rows
         else: self.feedback_written += table.num_rows
+        self._room.set()   # a batch waiting for room looks again
     self._failing = ""
 
 def _run(self: PredictionLog) -> None:
@@ -398,7 +415,7 @@ def _metrics(self: PredictionLog) -> dict[str, Any]:
             "rows_written": self.rows_written, "feedback_logged": self.feedback_logged,
             "feedback_written": self.feedback_written, "segments_written": self.segments_written,
             "write_errors": self.write_errors, "dropped_rows": self._dropped, "rejected_rows": self._rejected,
-            "last_error": self.last_error, "healthy": self.healthy, "reason": self.reason}
+            "waited_s": self.waited_s, "last_error": self.last_error, "healthy": self.healthy, "reason": self.reason}
 
 def _close(self: PredictionLog,
            timeout: float = 10.0,  # seconds to keep trying to write what is queued
