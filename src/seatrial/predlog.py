@@ -72,6 +72,7 @@ class PredictionLog:
         self.folder = prediction_folder(root_or_folder, model) if model else Path(root_or_folder)
         self.model, self.max_rows, self.max_bytes, self.max_age_s = model, max_rows, max_bytes, max_age_s
         self.queue_rows, self.fsync, self.wait_s = queue_rows, fsync, wait_s
+        self.flush_rows = max(1, min(max_rows, queue_rows // 2))   # a queue this deep is written at once, not at its age
         self.tag = secrets.token_hex(4)   # tells this log's ids and segments from another process's
         self._q: deque = deque()          # (kind, enqueued monotonic, rows, columns, raw, inputs)
         self._lock = threading.Lock()     # taken by log() callers only, never by the writer or close()
@@ -106,7 +107,7 @@ def _enqueue(self: PredictionLog, kind: str, n: int, cols: dict, raw: Mapping | 
                 self._in += n
                 if kind == "predictions": self.rows_logged += n
                 else: self.feedback_logged += n
-                if self._in - self._out - self._rejected >= self.max_rows: self._wake.set()
+                if self._in - self._out - self._rejected >= self.flush_rows: self._wake.set()
                 break
             now = monotonic()
             t0 = now if t0 is None else t0
@@ -372,7 +373,7 @@ def _flush(self: PredictionLog) -> None:
     self._failing = ""
 
 def _run(self: PredictionLog) -> None:
-    "The writer thread: flush when the oldest queued row is half max_age_s old, the queue holds max_rows, or on close."
+    "The writer thread: flush when the oldest queued row is half max_age_s old, the queue holds flush_rows, or on close."
     tick, backoff, next_try = min(0.05, self.max_age_s / 10), min(1.0, self.max_age_s), 0.0
     while True:
         self._wake.wait(tick)
@@ -383,7 +384,7 @@ def _run(self: PredictionLog) -> None:
             if closing and self._failing and now > self._close_by: return   # gave up: close() reports the rows left
             if self._retry and now < next_try: continue
             if closing or self._retry or (self._q and (now - self._q[0][1] >= self.max_age_s / 2
-                                                       or self.queue_depth >= self.max_rows)):
+                                                       or self.queue_depth >= self.flush_rows)):
                 _flush(self)
         except Exception as e:   # a bug must not silently stop the log: say so and keep going
             self.write_errors += 1
