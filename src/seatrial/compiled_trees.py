@@ -245,9 +245,10 @@ class BatchPredictor:
 
     def describe(self) -> dict:
         "How batches are predicted now, for the server's /model."
-        out = {"state": self.state, "by": "tl2cgen-compiled trees" if self.state == "compiled" else "lightgbm"}
-        if self.state == "compiled":
+        trees = self.trees   # read once: a failing batch may drop it meanwhile
+        out = {"state": self.state if trees is None else "compiled", "by": "lightgbm" if trees is None else "tl2cgen-compiled trees"}
+        if trees is not None:
             out.update(largest_difference=self.largest_difference, rows_checked=self.rows_checked,
-                       library=str(self.trees.path), seconds=round(self.seconds, 3), reused=self.reused)
+                       library=str(trees.path), seconds=round(self.seconds, 3), reused=self.reused)
         if self.reason: out["reason"] = self.reason
         return out
