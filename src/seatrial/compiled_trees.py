@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .core import SeatrialError
+from .core import SeatrialError, atomic_path, first_line
 
 # %% auto #0
 __all__ = ['PARAMS', 'TOLERANCE', 'MISSING_SHARE', 'CHECK_ROWS', 'CompileError', 'toolchain', 'library_path', 'compile_trees',
@@ -77,9 +77,6 @@ def _tl2cgen():
     _LIB.TL2cgenRegisterLogCallback(_to_log)
     return tl2cgen
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
 def compile_trees(
     booster,                 # a LightGBM Booster
     path: str | os.PathLike, # the library to write (see `library_path`)
@@ -89,19 +86,14 @@ def compile_trees(
     toolchain()   # a missing compiler is named before any work
     tl2cgen = _tl2cgen()
     import treelite
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{threading.get_native_id()}.tmp.so")
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = treelite.frontend.from_lightgbm(booster)
             tl2cgen.export_lib(model, toolchain="gcc", libpath=tmp, params=PARAMS, nthread=threads)
-        os.replace(tmp, path)
     except Exception as e:
-        raise CompileError(f"the trees could not be compiled: {_first_line(e)}") from None
-    finally: tmp.unlink(missing_ok=True)
-    return path
+        raise CompileError(f"the trees could not be compiled: {first_line(e)}") from None
+    return Path(path)
 
 # %% ../../nbs/34a_compiled_trees.ipynb #c012
 class CompiledTrees:
@@ -123,7 +115,7 @@ class CompiledTrees:
                         self._predictors[threads] = _tl2cgen().Predictor(self.path, nthread=n)
                         break
                     except Exception as e: error = error or e
-                else: raise CompileError(f"the compiled trees at {self.path} cannot be loaded: {_first_line(error)}")
+                else: raise CompileError(f"the compiled trees at {self.path} cannot be loaded: {first_line(error)}")
             return self._predictors[threads]
 
     def predict(self,
@@ -208,7 +200,7 @@ class BatchPredictor:
         if trees is not None and whole_codes(X, self.categorical):
             try: return trees.predict(X, threads)
             except Exception as e:   # never an answer lost to them: LightGBM answers this batch and the ones after
-                self.trees, self.state, self.reason = None, "lightgbm", f"the compiled trees failed on a batch: {_first_line(e)}"
+                self.trees, self.state, self.reason = None, "lightgbm", f"the compiled trees failed on a batch: {first_line(e)}"
                 _log.warning("batches answered by LightGBM: %s", self.reason)
         return self.booster.predict(X, num_threads=threads)
 
@@ -231,7 +223,7 @@ class BatchPredictor:
                 trees, diff = self._checked(path, X, compile_first=True)
         except Exception as e:
             self.state = "lightgbm"
-            self.reason = str(e) if isinstance(e, SeatrialError) else f"{type(e).__name__}: {_first_line(e)}"
+            self.reason = str(e) if isinstance(e, SeatrialError) else f"{type(e).__name__}: {first_line(e)}"
             _log.info("batches answered by LightGBM: %s", self.reason)
             return self
         self.largest_difference, self.rows_checked, self.seconds = diff, len(X), time.perf_counter() - t0

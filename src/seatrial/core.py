@@ -20,11 +20,16 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 # %% auto #0
-__all__ = ['SeatrialError', 'file_signature', 'hash_path', 'hash_text', 'hash_json', 'atomic_path', 'write_json', 'read_json']
+__all__ = ['SeatrialError', 'first_line', 'file_signature', 'hash_path', 'hash_text', 'hash_json', 'atomic_path', 'write_json',
+           'read_json']
 
 # %% ../../nbs/00_core.ipynb #c005
 class SeatrialError(Exception):
     "Base of every error seatrial raises on purpose; its message is meant for the user."
+
+def first_line(e: BaseException) -> str:
+    "An exception's message, its first line only (its kind's name when it has none): for a one-line report."
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 # %% ../../nbs/00_core.ipynb #c007
 _SETTLED_NS = 2_000_000_000   # a file changed more recently than this could change again without its signature moving

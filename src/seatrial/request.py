@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from .core import SeatrialError
+from .core import SeatrialError, first_line
 
 if TYPE_CHECKING:   # pandas and pyarrow are imported where a batch needs them, not for a single JSON record
     import pandas as pd
@@ -401,7 +401,7 @@ def _read_arrow(body: bytes, s: RequestSchema):
             s.check_rows(n)
             batches.append(b)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-        raise MalformedBodyError.say(f"the body is not a readable Arrow IPC stream ({_first_line(e)}); "
+        raise MalformedBodyError.say(f"the body is not a readable Arrow IPC stream ({first_line(e)[:200]}); "
                                      "write it with pyarrow.ipc.new_stream, not the file format") from None
     return pa.Table.from_batches(batches, reader.schema)
 
@@ -414,10 +414,7 @@ def _read_parquet(body: bytes, s: RequestSchema):
         s.check_rows(f.metadata.num_rows)
         return f.read()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as e:
-        raise MalformedBodyError.say(f"the body is not a readable Parquet file ({_first_line(e)})") from None
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise MalformedBodyError.say(f"the body is not a readable Parquet file ({first_line(e)[:200]})") from None
 
 # %% ../../nbs/31_request.ipynb #c032
 _UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
