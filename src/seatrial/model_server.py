@@ -78,7 +78,7 @@ class Served:
 
     def describe(self) -> bytes:
         "The /model answer: the version, and how its rows are predicted now (the compiled trees may take over batches)."
-        return _dumps(self.about | {"predictor": predictor_text(self.batch.state == "compiled", self.one_row is not None),
+        return _dumps(self.about | {"predictor": predictor_text(self.batch.trees is not None, self.one_row is not None),
                                     "batch_predictor": self.batch.describe()})
 
 # %% ../../nbs/34_model_server.ipynb #c102
